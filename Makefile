@@ -1,0 +1,38 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint services-up services-down bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[torch,dev,mongod]'
+	$(BIN)/aisci services install
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/aisci demo
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --nbval-lax notebooks/
+
+bench: install
+	$(BIN)/python bench/bench_ingest.py
+
+services-up: install
+	$(BIN)/aisci services up
+
+services-down:
+	$(BIN)/aisci services down
+
+clean: services-down
+	rm -rf $(VENV) .aisci

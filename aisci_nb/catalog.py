@@ -1,0 +1,215 @@
+"""The event catalogue: every event type of the contract, defined once.
+
+The emitter validates what it sends against these models, the ingest validates what it
+receives, and the UI takes its labels from here. Unknown extra fields are kept, so newer
+emitters can add data without breaking older control planes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class RunData(_Data):
+    run_id: str = Field(min_length=1)
+
+
+class IdeationData(_Data):
+    hypothesis_id: str = Field(min_length=1)
+    request_id: str = Field(min_length=1)
+
+
+class RunEnqueued(RunData):
+    hypothesis_id: str
+    priority: int | None = None
+
+
+class RunStarted(RunData):
+    pod_id: str
+    gpu: str | None = None
+    region: str | None = None
+    image: str | None = None
+
+
+class RunHeartbeat(RunData):
+    gpu_util: float | None = None
+    mem_gb: float | None = None
+    temp_c: float | None = None
+
+
+class RunStatusChanged(RunData):
+    from_: str = Field(alias="from")
+    to: str
+    reason: str | None = None
+
+
+class RunCompleted(RunData):
+    total_duration_s: float = Field(ge=0)
+
+
+class RunFailed(RunData):
+    stage: str | None = None
+    code: str = Field(min_length=1)
+    message: str
+    traceback: str | None = None
+    retryable: bool
+
+
+class RunCanceled(RunData):
+    by: str | None = None
+    reason: str | None = None
+
+
+class StageData(RunData):
+    stage: str = Field(min_length=1)
+
+
+class StageStarted(StageData):
+    desc: str | None = None
+
+
+class StageProgress(StageData):
+    progress: float = Field(ge=0, le=1)
+    eta_s: float | None = None
+    iteration: int | None = None
+    max_iterations: int | None = None
+    good_nodes: int | None = None
+    buggy_nodes: int | None = None
+    total_nodes: int | None = None
+    best_metric: float | None = None
+
+
+class StageMetric(StageData):
+    name: str = Field(min_length=1)
+    value: float
+
+
+class StageCompleted(StageData):
+    duration_s: float | None = None
+    summary: dict | str | None = None
+
+
+class NodeEvent(StageData):
+    node_id: str = Field(min_length=1)
+    parent_id: str | None = None
+    code_size_bytes: int | None = None
+    is_buggy: bool | None = None
+    metric: float | None = None
+    exec_time_s: float | None = None
+
+
+class IdeationGenerated(IdeationData):
+    count: int = Field(ge=0)
+    top_k: int | None = None
+
+
+class PaperStarted(RunData):
+    pass
+
+
+class PaperGenerated(RunData):
+    artifact_key: str
+    word_count: int | None = None
+
+
+class ValidationAutoStarted(RunData):
+    model: str
+    rubric_version: str | None = None
+
+
+class ValidationAutoCompleted(RunData):
+    verdict: Literal["pass", "fail"]
+    scores: dict[str, float] | None = None
+    notes: str | None = None
+
+
+class ArtifactRegistered(RunData):
+    key: str = Field(min_length=1)
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    content_type: str
+    kind: str
+
+
+class ArtifactFailed(RunData):
+    key: str
+    code: str
+    message: str
+
+
+class RunLog(RunData):
+    level: Literal["debug", "info", "warn", "error"]
+    message: str
+    kv: dict | None = None
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    data: type[_Data]
+    label: str
+    subject: Literal["run", "hypothesis"] = "run"
+
+
+CATALOG: dict[str, EventType] = {
+    t.name: t
+    for t in [
+        EventType("ai.run.enqueued", RunEnqueued, "Run enqueued"),
+        EventType("ai.run.started", RunStarted, "Run started"),
+        EventType("ai.run.heartbeat", RunHeartbeat, "Heartbeat"),
+        EventType("ai.run.status_changed", RunStatusChanged, "Status changed"),
+        EventType("ai.run.completed", RunCompleted, "Run completed"),
+        EventType("ai.run.failed", RunFailed, "Run failed"),
+        EventType("ai.run.canceled", RunCanceled, "Run canceled"),
+        EventType("ai.run.stage_started", StageStarted, "Stage started"),
+        EventType("ai.run.stage_progress", StageProgress, "Stage progress"),
+        EventType("ai.run.stage_metric", StageMetric, "Stage metric"),
+        EventType("ai.run.stage_completed", StageCompleted, "Stage completed"),
+        EventType("ai.node.created", NodeEvent, "Node created"),
+        EventType("ai.node.code_generated", NodeEvent, "Node code generated"),
+        EventType("ai.node.executing", NodeEvent, "Node executing"),
+        EventType("ai.node.completed", NodeEvent, "Node completed"),
+        EventType("ai.node.selected_best", NodeEvent, "Best node selected"),
+        EventType("ai.ideation.generated", IdeationGenerated, "Ideas generated", "hypothesis"),
+        EventType("ai.paper.started", PaperStarted, "Paper started"),
+        EventType("ai.paper.generated", PaperGenerated, "Paper generated"),
+        EventType("ai.validation.auto_started", ValidationAutoStarted, "Auto-validation started"),
+        EventType("ai.validation.auto_completed", ValidationAutoCompleted, "Auto-validated"),
+        EventType("ai.artifact.registered", ArtifactRegistered, "Artifact registered"),
+        EventType("ai.artifact.failed", ArtifactFailed, "Artifact failed"),
+        EventType("ai.run.log", RunLog, "Log"),
+    ]
+}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def validate_data(event_type: str, data: object) -> dict:
+    """Validated `data` for `event_type` as a plain dict (aliases kept), or ValueError."""
+    spec = CATALOG.get(event_type)
+    if spec is None:
+        raise UnknownEventType(f"unknown event type {event_type!r}")
+    if not isinstance(data, dict):
+        raise ValueError("data must be a JSON object")
+    try:
+        model = spec.data.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "data"
+        raise ValueError(f"data.{where}: {err['msg']}") from None
+    return model.model_dump(by_alias=True, exclude_none=True)
+
+
+def label(event_type: str) -> str:
+    spec = CATALOG.get(event_type)
+    return spec.label if spec else event_type

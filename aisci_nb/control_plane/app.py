@@ -1,0 +1,44 @@
+"""The FastAPI application: ingest, pages, health."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from ..db import connect, ensure_indexes
+from ..settings import Settings
+from ..store import S3Store, open_store
+from .deps import State
+from .ingest import router as ingest_router
+from .pages import router as pages_router
+from .projection import Projector
+
+log = logging.getLogger("aisci.control_plane")
+
+
+def artifact_uri(settings: Settings):
+    """Where an artifact key lives, for the `artifacts.uri` field."""
+    store = open_store(settings)
+    if isinstance(store, S3Store):
+        return lambda key: f"s3://{settings.minio_bucket}/{key}"
+    return lambda key: (store.root / key).as_uri()  # type: ignore[attr-defined]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    db = connect(settings)
+    ensure_indexes(db)
+    if settings.ingest_allow_unauthenticated:
+        log.warning("INGEST_ALLOW_UNAUTHENTICATED is on: events are accepted without "
+                    "credentials. Use it only on a trusted private network, during a migration.")
+    app = FastAPI(title="aisci control plane")
+    app.state.aisci = State(settings, db, Projector(db, artifact_uri(settings)))
+    app.include_router(ingest_router)
+    app.include_router(pages_router)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        db.command("ping")
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,120 @@
+"""`POST /api/ingest/event` and `/api/ingest/events`: CloudEvents in, stored once, projected.
+
+Bad input never costs good input: each line of a batch is judged alone, and the answer
+names the line number and reason of every refused one.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..envelope import Event, InvalidEvent, parse_binary, parse_event
+from ..eventlog import insert_events, mark_projected
+from .deps import State, StateDep, require_ingest_auth
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+router = APIRouter(prefix="/api/ingest", dependencies=[Depends(require_ingest_auth)])
+
+
+async def _body(request: Request) -> bytes:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"body over {MAX_BODY_BYTES} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise HTTPException(413, f"body over {MAX_BODY_BYTES} bytes")
+    return body
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def store_and_project(state: State, events: list[Event]):
+    outcome = insert_events(state.db, events)
+    state.projector.project(outcome.stored)
+    mark_projected(state.db, outcome.stored)
+    return outcome
+
+
+@router.post("/event", status_code=201)
+async def ingest_one(request: Request, state: StateDep) -> JSONResponse:
+    body = await _body(request)
+    try:
+        if "ce-specversion" in request.headers:
+            event = parse_binary(dict(request.headers), body)
+        else:
+            if _media_type(request) not in ("application/cloudevents+json", "application/json"):
+                raise HTTPException(415, "use application/cloudevents+json, application/json, "
+                                         "or binary mode with ce-* headers")
+            try:
+                obj = json.loads(body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidEvent(f"body: not JSON ({exc})") from None
+            event = parse_event(obj)
+    except InvalidEvent as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+    outcome = await run_in_threadpool(store_and_project, state, [event])
+    if outcome.conflicts:
+        return JSONResponse({"detail": outcome.conflicts[0]}, status_code=422)
+    status = "duplicate" if outcome.duplicates else "accepted"
+    return JSONResponse({"status": status, "id": event.id}, status_code=201)
+
+
+def _split_batch(request: Request, body: bytes) -> list[tuple[int, Any]]:
+    """(line number, decoded object or an InvalidEvent) for each event of the batch."""
+    media = _media_type(request)
+    if media == "application/cloudevents-batch+json":
+        try:
+            items = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise HTTPException(422, f"body: not a JSON array ({exc})") from None
+        if not isinstance(items, list):
+            raise HTTPException(422, "body: a cloudevents batch must be a JSON array")
+        return list(enumerate(items, start=1))
+    if media not in ("application/x-ndjson", "application/jsonl", "application/json-seq", ""):
+        raise HTTPException(415, "use application/x-ndjson or application/cloudevents-batch+json")
+    out: list[tuple[int, Any]] = []
+    for number, raw in enumerate(body.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            out.append((number, json.loads(raw)))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            out.append((number, InvalidEvent(f"not JSON ({exc})")))
+    return out
+
+
+@router.post("/events", status_code=202)
+async def ingest_batch(request: Request, state: StateDep) -> JSONResponse:
+    body = await _body(request)
+    invalid: list[dict[str, Any]] = []
+    events: list[Event] = []
+    lines: list[int] = []
+    for number, obj in _split_batch(request, body):
+        try:
+            if isinstance(obj, InvalidEvent):
+                raise obj
+            events.append(parse_event(obj))
+            lines.append(number)
+        except InvalidEvent as exc:
+            invalid.append({"line": number, "reason": str(exc)})
+    outcome = await run_in_threadpool(store_and_project, state, events)
+    for index, reason in outcome.conflicts.items():
+        invalid.append({"line": lines[index], "reason": reason})
+    invalid.sort(key=lambda item: item["line"])
+    duplicates = len(outcome.duplicates)
+    return JSONResponse(
+        {
+            "accepted": len(events) - duplicates - len(outcome.conflicts),
+            "duplicate": duplicates,
+            "invalid": len(invalid),
+            "invalid_lines": invalid,
+        },
+        status_code=202,
+    )

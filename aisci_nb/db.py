@@ -1,0 +1,47 @@
+"""MongoDB access: one client per process, the database named by the URL, the indexes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, MongoClient
+from pymongo.database import Database
+
+from .settings import Settings
+
+INDEXES: dict[str, list[IndexModel]] = {
+    "runs": [
+        # The claim: the highest priority, oldest queued run first.
+        IndexModel([("status", ASCENDING), ("priority", DESCENDING), ("createdAt", ASCENDING)]),
+        IndexModel([("hypothesisId", ASCENDING)]),
+    ],
+    "events": [
+        IndexModel([("source", ASCENDING), ("_id", ASCENDING)], unique=True),
+        IndexModel([("runId", ASCENDING), ("seq", ASCENDING)]),
+        IndexModel([("projected", ASCENDING)], partialFilterExpression={"projected": False}),
+    ],
+    "stages": [IndexModel([("runId", ASCENDING), ("name", ASCENDING)], unique=True)],
+    "artifacts": [IndexModel([("runId", ASCENDING), ("key", ASCENDING)], unique=True)],
+    "hypotheses": [IndexModel([("createdAt", DESCENDING)])],
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """Document ids are UUID strings: existing dashboards validate them."""
+    return str(uuid.uuid4())
+
+
+def connect(settings: Settings, **kwargs: object) -> Database:
+    client: MongoClient = MongoClient(settings.mongodb_url, tz_aware=True, **kwargs)
+    return client[settings.db_name]
+
+
+def ensure_indexes(db: Database) -> None:
+    """Create the indexes the claim, the ingest and the UI need; idempotent."""
+    for name, indexes in INDEXES.items():
+        db[name].create_indexes(indexes)

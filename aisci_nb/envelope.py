@@ -1,0 +1,171 @@
+"""CloudEvents 1.0 envelopes: build one for sending, parse one received in any accepted form.
+
+One normalised `Event` comes out of every form the ingest accepts (structured JSON, binary
+mode `ce-*` headers, the older nested `extensions.seq`), so the projection sees one shape.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ulid import ULID
+
+from .catalog import CATALOG, validate_data
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+_REQUIRED = ("specversion", "id", "source", "type")
+
+
+class InvalidEvent(ValueError):
+    """The event cannot be accepted; the message is the reason given back to the sender."""
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    seq: int | None = None
+    traceparent: str | None = None
+
+    @property
+    def run_id(self) -> str | None:
+        return self.data.get("run_id")
+
+    def to_json(self) -> dict[str, Any]:
+        """The structured-mode JSON form, with the per-run order as top-level `sequence`."""
+        out: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": self.id,
+            "source": self.source,
+            "type": self.type,
+            "subject": self.subject,
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "datacontenttype": "application/json",
+            "data": self.data,
+        }
+        if self.seq is not None:
+            out["sequence"] = self.seq
+        if self.traceparent:
+            out["traceparent"] = self.traceparent
+        return out
+
+
+def subject_for(event_type: str, data: dict[str, Any]) -> str:
+    spec = CATALOG[event_type]
+    if spec.subject == "hypothesis":
+        return f"hypothesis/{data['hypothesis_id']}"
+    return f"run/{data['run_id']}"
+
+
+def make_event(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    source: str,
+    seq: int | None = None,
+    traceparent: str | None = None,
+) -> Event:
+    """A new event with a fresh ULID and the current UTC time; `data` is validated."""
+    try:
+        clean = validate_data(event_type, data)
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from None
+    return Event(
+        id=str(ULID()),
+        source=source,
+        type=event_type,
+        subject=subject_for(event_type, clean),
+        time=datetime.now(UTC),
+        data=clean,
+        seq=seq,
+        traceparent=traceparent,
+    )
+
+
+def _parse_time(value: Any) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    if not isinstance(value, str):
+        raise InvalidEvent("time: must be an RFC 3339 string")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent(f"time: not RFC 3339: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise InvalidEvent("time: needs a timezone offset (RFC 3339)")
+    return parsed.astimezone(UTC)
+
+
+def _parse_seq(obj: dict[str, Any]) -> int | None:
+    raw = obj.get("sequence")
+    if raw is None and isinstance(obj.get("extensions"), dict):
+        raw = obj["extensions"].get("seq")
+    if raw is None:
+        return None
+    if isinstance(raw, bool):
+        raise InvalidEvent("sequence: must be a non-negative integer")
+    if isinstance(raw, str) and raw.isdigit():
+        raw = int(raw)
+    if not isinstance(raw, int) or raw < 0:
+        raise InvalidEvent("sequence: must be a non-negative integer")
+    return raw
+
+
+def parse_event(obj: Any) -> Event:
+    """Validate one structured-mode event (a decoded JSON object) into an `Event`."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent("an event must be a JSON object")
+    for name in _REQUIRED:
+        value = obj.get(name)
+        if not isinstance(value, str) or not value:
+            raise InvalidEvent(f"{name}: required, a non-empty string")
+    if obj["specversion"] != "1.0":
+        raise InvalidEvent(f"specversion: {obj['specversion']!r} is not supported, use '1.0'")
+    ctype = obj.get("datacontenttype")
+    if ctype is not None and not str(ctype).startswith("application/json"):
+        raise InvalidEvent("datacontenttype: only application/json data is accepted")
+    event_type = obj["type"]
+    try:
+        data = validate_data(event_type, obj.get("data"))
+    except ValueError as exc:
+        raise InvalidEvent(str(exc)) from None
+    expected_subject = subject_for(event_type, data)
+    subject = obj.get("subject") or expected_subject
+    if subject != expected_subject:
+        raise InvalidEvent(f"subject: {subject!r} does not match data ({expected_subject!r})")
+    traceparent = obj.get("traceparent")
+    if traceparent is not None and not _TRACEPARENT.match(str(traceparent)):
+        raise InvalidEvent("traceparent: not a W3C trace context header")
+    return Event(
+        id=obj["id"],
+        source=obj["source"],
+        type=event_type,
+        subject=subject,
+        time=_parse_time(obj.get("time")),
+        data=data,
+        seq=_parse_seq(obj),
+        traceparent=traceparent,
+    )
+
+
+def parse_binary(headers: dict[str, str], body: bytes) -> Event:
+    """Binary content mode: attributes in `ce-*` headers, the body is the data."""
+    attrs: dict[str, Any] = {
+        k.lower().removeprefix("ce-"): v for k, v in headers.items() if k.lower().startswith("ce-")
+    }
+    if "traceparent" in {k.lower() for k in headers}:
+        attrs.setdefault("traceparent", {k.lower(): v for k, v in headers.items()}["traceparent"])
+    attrs["datacontenttype"] = headers.get("content-type", "application/json").split(";")[0]
+    try:
+        attrs["data"] = json.loads(body) if body else None
+    except json.JSONDecodeError as exc:
+        raise InvalidEvent(f"body: not JSON ({exc.msg})") from None
+    return parse_event(attrs)

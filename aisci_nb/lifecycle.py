@@ -1,0 +1,58 @@
+"""The run lifecycle: the one place that says which status may follow which.
+
+Every writer (queue, worker, ingest projection) goes through `transition_filter` so that a
+status change is a conditional update: a replayed or late event can never move a run
+backwards, and two racing writers cannot both win.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    QUEUED = "QUEUED"
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    AUTO_VALIDATING = "AUTO_VALIDATING"
+    AWAITING_HUMAN = "AWAITING_HUMAN"
+    HUMAN_VALIDATED = "HUMAN_VALIDATED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+TERMINAL = frozenset({RunStatus.HUMAN_VALIDATED, RunStatus.COMPLETED, RunStatus.FAILED,
+                      RunStatus.CANCELED})
+
+_FORWARD: dict[RunStatus, set[RunStatus]] = {
+    RunStatus.QUEUED: {RunStatus.SCHEDULED},
+    # A scheduled run may go back to the queue (released or reaped) or start.
+    RunStatus.SCHEDULED: {RunStatus.RUNNING, RunStatus.QUEUED},
+    RunStatus.RUNNING: {RunStatus.AUTO_VALIDATING, RunStatus.COMPLETED, RunStatus.QUEUED},
+    RunStatus.AUTO_VALIDATING: {RunStatus.AWAITING_HUMAN},
+    RunStatus.AWAITING_HUMAN: {RunStatus.HUMAN_VALIDATED},
+}
+
+ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
+    status: frozenset(
+        _FORWARD.get(status, set())
+        | ({RunStatus.FAILED, RunStatus.CANCELED} if status not in TERMINAL else set())
+    )
+    for status in RunStatus
+}
+
+
+def sources_for(target: RunStatus) -> list[RunStatus]:
+    """The statuses from which `target` may be reached."""
+    return [s for s, nxt in ALLOWED.items() if target in nxt]
+
+
+def can_transition(current: RunStatus | str, target: RunStatus | str) -> bool:
+    return RunStatus(target) in ALLOWED[RunStatus(current)]
+
+
+def transition_filter(run_id: str, target: RunStatus, **extra: Any) -> dict[str, Any]:
+    """A MongoDB filter matching the run only while it may move to `target`."""
+    return {"_id": run_id, "status": {"$in": [s.value for s in sources_for(target)]}, **extra}

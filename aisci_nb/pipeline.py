@@ -1,0 +1,26 @@
+"""The steps of a research run, in order, each a parameterized notebook under `notebooks/`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    notebook: str  # relative to the notebooks directory
+    desc: str
+
+    def notebook_path(self, root: Path = NOTEBOOKS_DIR) -> Path:
+        return root / self.notebook
+
+    def artifact_key(self, run_id: str) -> str:
+        return f"runs/{run_id}/notebooks/{self.name}.ipynb"
+
+
+EXPERIMENT_STEPS: tuple[Step, ...] = (
+    Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
+)

@@ -1,0 +1,134 @@
+"""One typed settings object, read from the environment and `.env`.
+
+Every process (worker, control plane, CLI) loads it through `load_settings()`, which turns a
+missing or malformed value into one line naming the variable and exit code 2: operators on
+a pod read that line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+import socket
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pymongo.uri_parser import parse_uri
+
+DEFAULT_DB_NAME = "ai_scientist"
+
+
+class WorkerMode(StrEnum):
+    EXPERIMENT = "experiment"
+    IDEATION = "ideation"
+    HYBRID = "hybrid"
+
+
+@functools.cache
+def default_pod_id() -> str:
+    """RunPod's id when present, else hostname plus a short suffix, stable for the process."""
+    return os.environ.get("RUNPOD_POD_ID") or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+
+
+def _check_mongodb_url(url: str) -> str:
+    try:
+        parse_uri(url)
+    except Exception as exc:  # pymongo raises InvalidURI / ConfigurationError / ValueError
+        raise ValueError(f"not a MongoDB connection string ({exc})") from None
+    return url
+
+
+def _split_keys(value: object) -> object:
+    if isinstance(value, str):
+        return [k.strip() for k in value.split(",") if k.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Connection settings and switches; names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    mongodb_url: Annotated[str, AfterValidator(_check_mongodb_url)] = Field(
+        description="a MongoDB connection string such as mongodb://127.0.0.1:27017/ai_scientist"
+    )
+    control_plane_url: str = Field(
+        "http://127.0.0.1:8000", description="the control plane's base URL, e.g. http://host:8000"
+    )
+    minio_endpoint: str | None = Field(
+        None, description="host:port of an S3-compatible server; unset means the local store"
+    )
+    minio_access_key: str | None = Field(None, description="the S3 access key")
+    minio_secret_key: SecretStr | None = Field(None, description="the S3 secret key")
+    minio_bucket: str = Field("aisci", description="the S3 bucket for artifacts")
+    minio_secure: bool = Field(False, description="true or false: use HTTPS for S3")
+    artifacts_dir: Path = Field(
+        Path(".aisci/artifacts"), description="the directory of the local artifact store"
+    )
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    runpod_pod_id: str = Field(default_factory=default_pod_id)
+    worker_mode: WorkerMode = Field(
+        WorkerMode.EXPERIMENT, description="one of experiment, ideation, hybrid"
+    )
+    worker_region: str | None = None
+    poll_interval_s: float = Field(2.0, gt=0, description="seconds between queue polls")
+    aisci_api_key: SecretStr | None = Field(
+        None, description="the bearer key this worker presents to the control plane"
+    )
+    ingest_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated keys the control plane accepts"
+    )
+    ingest_allow_unauthenticated: bool = Field(
+        False, description="true or false: accept events without credentials (migration only)"
+    )
+    work_dir: Path = Field(Path(".aisci/work"), description="where the worker executes steps")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_from_csv(cls, values: dict) -> dict:
+        for name in ("ingest_api_keys", "INGEST_API_KEYS"):
+            if name in values:
+                values[name] = _split_keys(values[name])
+        return values
+
+    @model_validator(mode="after")
+    def _s3_needs_credentials(self) -> Settings:
+        if self.minio_endpoint:
+            for name in ("minio_access_key", "minio_secret_key"):
+                if not getattr(self, name):
+                    raise ValueError(f"{name.upper()}: required when MINIO_ENDPOINT is set")
+        return self
+
+    @property
+    def db_name(self) -> str:
+        return parse_uri(self.mongodb_url).get("database") or DEFAULT_DB_NAME
+
+
+def describe_error(exc: ValidationError) -> str:
+    """The first problem as one line: `VARIABLE: what is wrong — what is expected`."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+    msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc:
+        return msg
+    name = loc[0]
+    field = Settings.model_fields.get(name)
+    expected = field.description if field and field.description else None
+    what = "missing" if err.get("type") == "missing" else f"invalid ({msg})"
+    line = f"{name.upper()}: {what}"
+    return f"{line} — expected {expected}" if expected else line
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, or exit 2 with one line naming the bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        print(f"aisci: configuration error: {describe_error(exc)}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,200 @@
+"""The headless worker: claim a run, execute its step notebooks, report, repeat.
+
+MongoDB is written directly for what the queue owns (claim, status, step records, fenced by
+the lease epoch); everything else reaches the read model as CloudEvents through the control
+plane. Every executed notebook is uploaded, a failed one above all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pymongo.database import Database
+
+from . import queue
+from .db import connect, ensure_indexes, utcnow
+from .emitter import Emitter, HttpSink, SequenceCounter
+from .kernel import API_KEY_ENV
+from .lifecycle import RunStatus
+from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
+from .runner import StepError, execute_step
+from .settings import Settings, WorkerMode, load_settings
+from .store import ArtifactStore, open_store
+from .telemetry import gpu_name
+
+log = logging.getLogger("aisci.worker")
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    db: Database
+    store: ArtifactStore
+    notebooks_dir: Path = NOTEBOOKS_DIR
+    steps: tuple[Step, ...] = EXPERIMENT_STEPS
+
+    @property
+    def pod_id(self) -> str:
+        return self.settings.runpod_pod_id
+
+    @property
+    def source(self) -> str:
+        return f"pod://{self.pod_id}"
+
+    def run_forever(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:
+        """Claim and run until `max_runs` runs are done (or the queue is empty, if asked)."""
+        done = 0
+        while max_runs is None or done < max_runs:
+            claim = queue.claim_next(self.db, self.pod_id)
+            if claim is None:
+                if exit_when_idle:
+                    break
+                time.sleep(self.settings.poll_interval_s)
+                continue
+            self.process(claim)
+            done += 1
+        return done
+
+    def _emitter(self, claim: queue.Claim) -> Emitter:
+        api_key = self.settings.aisci_api_key
+        sink = HttpSink(self.settings.control_plane_url,
+                        api_key.get_secret_value() if api_key else None)
+        seq = SequenceCounter(self._run_dir(claim) / "events.seq",
+                              floor=int(claim.run.get("lastEventSeq") or 0))
+        return Emitter(sink, source=self.source, sequence=seq)
+
+    def _run_dir(self, claim: queue.Claim) -> Path:
+        return (self.settings.work_dir / claim.run_id).resolve()
+
+    def process(self, claim: queue.Claim) -> RunStatus:
+        """Carry one claimed run through its steps; always ends it COMPLETED or FAILED."""
+        run_id = claim.run_id
+        emitter = self._emitter(claim)
+        started = time.monotonic()
+        log.info("claimed run %s (attempt %s)", run_id, claim.run.get("attempt"))
+        try:
+            pod = {"id": self.pod_id, "gpu": gpu_name(), "region": self.settings.worker_region}
+            queue.set_status(self.db, claim, RunStatus.RUNNING, {"startedAt": utcnow(), "pod": pod})
+            emitter.emit("ai.run.started", {"run_id": run_id, "pod_id": pod["id"],
+                                            "gpu": pod["gpu"], "region": pod["region"]})
+            idea = self._idea(claim)
+            for step in self.steps:
+                if claim.run.get("steps", {}).get(step.name, {}).get("status") == "COMPLETED":
+                    continue
+                error = self._run_step(claim, step, idea, emitter)
+                if error:
+                    self._fail(claim, emitter, error, step.name)
+                    return RunStatus.FAILED
+            total_s = round(time.monotonic() - started, 3)
+            emitter.emit("ai.run.completed", {"run_id": run_id, "total_duration_s": total_s})
+            queue.set_status(self.db, claim, RunStatus.COMPLETED, {"completedAt": utcnow()})
+            return RunStatus.COMPLETED
+        except Exception as exc:  # the main loop's guard: every failure reaches the user
+            log.exception("run %s failed in the worker", run_id)
+            import traceback
+
+            self._fail(claim, emitter,
+                       StepError(type(exc).__name__, str(exc), traceback.format_exc()), None)
+            return RunStatus.FAILED
+        finally:
+            emitter.close(timeout_s=120)
+
+    def _idea(self, claim: queue.Claim) -> dict:
+        hyp_id = claim.run.get("hypothesisId")
+        hyp = self.db.hypotheses.find_one({"_id": hyp_id}) if hyp_id else None
+        if hyp is None:
+            raise LookupError(f"run {claim.run_id}: hypothesis {hyp_id!r} not found")
+        idea = hyp.get("ideaJson")
+        if not isinstance(idea, dict):
+            raise ValueError(f"hypothesis {hyp_id}: ideaJson is missing or not an object")
+        return idea
+
+    def _run_step(
+        self, claim: queue.Claim, step: Step, idea: dict, emitter: Emitter
+    ) -> StepError | None:
+        run_dir = self._run_dir(claim)
+        output = run_dir / "notebooks" / f"{step.name}.ipynb"
+        queue.record_step(self.db, claim, step.name,
+                          {"status": "RUNNING", "startedAt": utcnow(), "attempt": claim.epoch})
+        emitter.flush(timeout_s=30)  # the kernel's events must follow ours in arrival order too
+        result = execute_step(
+            step.notebook_path(self.notebooks_dir),
+            output,
+            {
+                "run_id": claim.run_id,
+                "stage": step.name,
+                "idea": idea,
+                "events_url": self.settings.control_plane_url,
+                "event_source": self.source,
+                "seq_path": str(run_dir / "events.seq"),
+            },
+            cwd=run_dir / "cwd",
+        )
+        outputs: dict[str, str] = {}
+        if output.exists():
+            stored = self.store.put_file(step.artifact_key(claim.run_id), output)
+            outputs["notebook"] = stored.key
+            emitter.emit("ai.artifact.registered", {
+                "run_id": claim.run_id, "key": stored.key, "bytes": stored.size,
+                "sha256": stored.sha256, "content_type": stored.content_type, "kind": "notebook",
+            })
+        status = "COMPLETED" if result.ok else "FAILED"
+        queue.record_step(self.db, claim, step.name, {
+            "status": status, "completedAt": utcnow(),
+            "duration_s": round(result.duration_s, 3), "outputs": outputs,
+        })
+        return result.error
+
+    def _fail(self, claim: queue.Claim, emitter: Emitter, error: StepError, stage: str | None):
+        data = {"run_id": claim.run_id, "code": error.code, "message": error.message,
+                "retryable": error.retryable}
+        if stage:
+            data["stage"] = stage
+        if error.traceback:
+            data["traceback"] = error.traceback
+        emitter.emit("ai.run.failed", data)
+        queue.set_status(self.db, claim, RunStatus.FAILED, {
+            "failedAt": utcnow(), "errorType": error.code, "errorMessage": error.message,
+            "errorTraceback": error.traceback,
+        })
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="worker.py", description="Run research steps from the queue.")
+    p.add_argument("--mode", choices=[m.value for m in WorkerMode],
+                   help="what to claim (default: WORKER_MODE, else experiment)")
+    p.add_argument("--region", help="only take runs of this region (and runs without one)")
+    p.add_argument("--max-runs", type=int, help="exit after this many runs")
+    p.add_argument("--exit-when-idle", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS_DIR)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in {"worker_mode": args.mode, "worker_region": args.region}.items()
+                 if v is not None}
+    settings = load_settings(**overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if settings.worker_mode is not WorkerMode.EXPERIMENT:
+        log.error("mode %s is not served yet; use --mode experiment", settings.worker_mode.value)
+        return 2
+    if settings.aisci_api_key:
+        # The kernel inherits the environment: this is how it authenticates, with the key
+        # never written into a notebook parameter.
+        os.environ[API_KEY_ENV] = settings.aisci_api_key.get_secret_value()
+    db = connect(settings)
+    ensure_indexes(db)
+    worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir)
+    log.info("worker %s ready (mode %s)", worker.pod_id, settings.worker_mode.value)
+    worker.run_forever(max_runs=args.max_runs, exit_when_idle=args.exit_when_idle)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
