@@ -67,6 +67,28 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel through MongoDB directly, so it works with the control plane down too."""
+    import socket
+
+    from .cancel import cancel_run
+    from .db import connect
+
+    settings = load_settings()
+    outcome = cancel_run(connect(settings), args.run_id, by=os.environ.get("USER", "cli"),
+                         reason=args.reason, source=f"cli://{socket.gethostname()}")
+    if outcome.outcome == "NOT_FOUND":
+        return _fail(f"no run {args.run_id}")
+    if outcome.outcome == "FINAL":
+        return _fail(f"run {args.run_id} is already {outcome.status}")
+    if outcome.outcome == "CANCELED":
+        print(f"run {args.run_id} CANCELED")
+    else:
+        print(f"run {args.run_id} is {outcome.status}: cancel requested, its worker stops it "
+              "within seconds")
+    return 0
+
+
 def wait_for_run(db, run_id: str, timeout_s: float = 900) -> dict:
     """Poll the run until it is terminal, showing its stage progress."""
     from tqdm import tqdm
@@ -167,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--idea-json", type=Path, required=True, help="an AI-Scientist idea file")
     m.add_argument("--priority", type=int, default=0, help="higher runs first")
     m.set_defaults(func=cmd_submit)
+
+    x = sub.add_parser("cancel", help="cancel a run (queued: at once; running: its worker stops)")
+    x.add_argument("run_id")
+    x.add_argument("--reason", help="shown with the run")
+    x.set_defaults(func=cmd_cancel)
 
     d = sub.add_parser("demo", help="run one sample research run end to end on local services")
     d.add_argument("--timeout", type=float, default=900)

@@ -15,6 +15,19 @@ INDEXES: dict[str, list[IndexModel]] = {
         # The claim: the highest priority, oldest queued run first.
         IndexModel([("status", ASCENDING), ("priority", DESCENDING), ("createdAt", ASCENDING)]),
         IndexModel([("hypothesisId", ASCENDING)]),
+        # The reaper: expired leases of held runs.
+        IndexModel([("status", ASCENDING), ("leaseExpiresAt", ASCENDING)]),
+        # An idle worker's timer: the next queued run whose retry delay ends.
+        IndexModel([("status", ASCENDING), ("visibleAt", ASCENDING)]),
+        # The UI: newest runs first, and what each pod holds.
+        IndexModel([("createdAt", DESCENDING)]),
+        IndexModel([("claimedBy", ASCENDING), ("status", ASCENDING)]),
+    ],
+    "ideation_requests": [
+        IndexModel([("status", ASCENDING), ("priority", DESCENDING), ("createdAt", ASCENDING)]),
+        IndexModel([("status", ASCENDING), ("leaseExpiresAt", ASCENDING)]),
+        IndexModel([("status", ASCENDING), ("visibleAt", ASCENDING)]),
+        IndexModel([("hypothesisId", ASCENDING)]),
     ],
     "events": [
         IndexModel([("source", ASCENDING), ("_id", ASCENDING)], unique=True),

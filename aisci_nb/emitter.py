@@ -119,8 +119,10 @@ class Emitter:
         sequence: SequenceCounter | None = None,
         traceparent: str | None = None,
         retry_for_s: float = 60.0,
+        epoch: int | None = None,
     ) -> None:
         self.sink = sink
+        self.epoch = epoch  # the lease epoch stamped on every event (ingest drops stale ones)
         self.source = source
         self.sequence = sequence
         self.traceparent = traceparent
@@ -133,7 +135,8 @@ class Emitter:
     def emit(self, event_type: str, data: dict[str, Any]) -> Event:
         seq = self.sequence.next() if self.sequence else None
         event = make_event(
-            event_type, data, source=self.source, seq=seq, traceparent=self.traceparent
+            event_type, data, source=self.source, seq=seq, traceparent=self.traceparent,
+            epoch=self.epoch,
         )
         self._queue.put(event)
         return event

@@ -34,6 +34,7 @@ class Event:
     data: dict[str, Any]
     seq: int | None = None
     traceparent: str | None = None
+    epoch: int | None = None  # the sender's lease epoch: the top-level extension `leaseepoch`
 
     @property
     def run_id(self) -> str | None:
@@ -55,6 +56,8 @@ class Event:
             out["sequence"] = self.seq
         if self.traceparent:
             out["traceparent"] = self.traceparent
+        if self.epoch is not None:
+            out["leaseepoch"] = self.epoch
         return out
 
 
@@ -72,6 +75,7 @@ def make_event(
     source: str,
     seq: int | None = None,
     traceparent: str | None = None,
+    epoch: int | None = None,
 ) -> Event:
     """A new event with a fresh ULID and the current UTC time; `data` is validated."""
     try:
@@ -87,6 +91,7 @@ def make_event(
         data=clean,
         seq=seq,
         traceparent=traceparent,
+        epoch=epoch,
     )
 
 
@@ -117,6 +122,15 @@ def _parse_seq(obj: dict[str, Any]) -> int | None:
     if not isinstance(raw, int) or raw < 0:
         raise InvalidEvent("sequence: must be a non-negative integer")
     return raw
+
+
+def _parse_epoch(obj: dict[str, Any]) -> int | None:
+    raw = obj.get("leaseepoch")
+    if isinstance(raw, str) and raw.isdigit():  # binary mode: every attribute is a string
+        raw = int(raw)
+    if raw is None or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0):
+        return raw
+    raise InvalidEvent("leaseepoch: must be a non-negative integer")
 
 
 def parse_event(obj: Any) -> Event:
@@ -153,6 +167,7 @@ def parse_event(obj: Any) -> Event:
         data=data,
         seq=_parse_seq(obj),
         traceparent=traceparent,
+        epoch=_parse_epoch(obj),
     )
 
 

@@ -23,6 +23,7 @@ class InsertOutcome:
     stored: list[Event] = field(default_factory=list)  # new, or stored but never projected
     duplicates: list[int] = field(default_factory=list)  # positions in the input
     conflicts: dict[int, str] = field(default_factory=dict)  # position -> reason
+    stale: list[Event] = field(default_factory=list)  # stored, not projected: an old lease epoch
 
 
 def event_document(event: Event) -> dict:
@@ -38,6 +39,7 @@ def event_document(event: Event) -> dict:
         "timestamp": event.time,
         "receivedAt": utcnow(),
         "traceparent": event.traceparent,
+        "leaseEpoch": event.epoch,
         "projected": False,
     }
     if event.type == "ai.run.log":

@@ -76,6 +76,7 @@ def init(
     event_source: str | None = None,
     seq_path: str | None = None,
     traceparent: str | None = None,
+    lease_epoch: int | None = None,
 ) -> RunContext:
     """Build the run context from a notebook's parameters."""
     run_id = run_id or "debug-run"
@@ -85,6 +86,7 @@ def init(
     else:
         sink = DebugSink(Path("aisci-debug-events.ndjson"))
     sequence = SequenceCounter(Path(seq_path)) if seq_path else None
-    emitter = Emitter(sink, source=source, sequence=sequence, traceparent=traceparent)
+    emitter = Emitter(sink, source=source, sequence=sequence, traceparent=traceparent,
+                      epoch=lease_epoch)
     atexit.register(emitter.close, 10)
     return RunContext(run_id=run_id, stage=stage, idea=dict(idea or {}), emitter=emitter)

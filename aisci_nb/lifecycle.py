@@ -31,7 +31,8 @@ _FORWARD: dict[RunStatus, set[RunStatus]] = {
     # A scheduled run may go back to the queue (released or reaped) or start.
     RunStatus.SCHEDULED: {RunStatus.RUNNING, RunStatus.QUEUED},
     RunStatus.RUNNING: {RunStatus.AUTO_VALIDATING, RunStatus.COMPLETED, RunStatus.QUEUED},
-    RunStatus.AUTO_VALIDATING: {RunStatus.AWAITING_HUMAN},
+    # The review step runs under the worker's lease: a crashed worker's run is re-queued too.
+    RunStatus.AUTO_VALIDATING: {RunStatus.AWAITING_HUMAN, RunStatus.QUEUED},
     RunStatus.AWAITING_HUMAN: {RunStatus.HUMAN_VALIDATED},
 }
 
@@ -56,3 +57,33 @@ def can_transition(current: RunStatus | str, target: RunStatus | str) -> bool:
 def transition_filter(run_id: str, target: RunStatus, **extra: Any) -> dict[str, Any]:
     """A MongoDB filter matching the run only while it may move to `target`."""
     return {"_id": run_id, "status": {"$in": [s.value for s in sources_for(target)]}, **extra}
+
+
+# Statuses in which a worker holds the run under a lease: the ones it may be re-queued from.
+LEASED = frozenset(sources_for(RunStatus.QUEUED))
+
+
+class IdeationStatus(StrEnum):
+    """An ideation request: queued, held by one worker, then done or failed."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+IDEATION_ALLOWED: dict[IdeationStatus, frozenset[IdeationStatus]] = {
+    IdeationStatus.QUEUED: frozenset({IdeationStatus.RUNNING, IdeationStatus.FAILED}),
+    IdeationStatus.RUNNING: frozenset({IdeationStatus.QUEUED, IdeationStatus.COMPLETED,
+                                       IdeationStatus.FAILED}),
+    IdeationStatus.COMPLETED: frozenset(),
+    IdeationStatus.FAILED: frozenset(),
+}
+
+
+def ideation_transition_filter(
+    request_id: str, target: IdeationStatus, **extra: Any
+) -> dict[str, Any]:
+    """Like `transition_filter`, for `ideation_requests`."""
+    sources = [s.value for s, nxt in IDEATION_ALLOWED.items() if target in nxt]
+    return {"_id": request_id, "status": {"$in": sources}, **extra}

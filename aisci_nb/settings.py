@@ -77,7 +77,26 @@ class Settings(BaseSettings):
         WorkerMode.EXPERIMENT, description="one of experiment, ideation, hybrid"
     )
     worker_region: str | None = None
-    poll_interval_s: float = Field(2.0, gt=0, description="seconds between queue polls")
+    poll_interval_s: float = Field(
+        10.0, gt=0, description="seconds between queue polls where change streams are unavailable"
+    )
+    change_streams: bool = Field(
+        True, description="true or false: wait on a change stream (false forces polling)"
+    )
+    lease_s: float = Field(60.0, gt=0, description="seconds a claim stays valid unless renewed")
+    lease_renew_s: float = Field(15.0, gt=0, description="seconds between lease renewals")
+    cancel_check_s: float = Field(
+        2.0, gt=0, description="seconds between a running worker's checks for cancel requests"
+    )
+    reap_interval_s: float = Field(15.0, gt=0, description="seconds between expired-lease sweeps")
+    max_attempts: int = Field(3, ge=1, description="attempts of a run before it is failed")
+    retry_backoff_s: float = Field(
+        30.0, ge=0, description="seconds before the second attempt; doubles per attempt"
+    )
+    retry_backoff_max_s: float = Field(900.0, ge=0, description="the largest retry delay")
+    stop_grace_s: float = Field(
+        5.0, ge=0, description="seconds between interrupting a stopped step's kernel and killing it"
+    )
     aisci_api_key: SecretStr | None = Field(
         None, description="the bearer key this worker presents to the control plane"
     )
@@ -103,6 +122,12 @@ class Settings(BaseSettings):
             for name in ("minio_access_key", "minio_secret_key"):
                 if not getattr(self, name):
                     raise ValueError(f"{name.upper()}: required when MINIO_ENDPOINT is set")
+        return self
+
+    @model_validator(mode="after")
+    def _renew_before_expiry(self) -> Settings:
+        if self.lease_renew_s >= self.lease_s:
+            raise ValueError("LEASE_RENEW_S: must be shorter than LEASE_S")
         return self
 
     @property

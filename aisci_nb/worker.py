@@ -1,8 +1,10 @@
-"""The headless worker: claim a run, execute its step notebooks, report, repeat.
+"""The headless worker: claim work, execute its step notebooks under a lease, report, repeat.
 
 MongoDB is written directly for what the queue owns (claim, status, step records, fenced by
 the lease epoch); everything else reaches the read model as CloudEvents through the control
-plane. Every executed notebook is uploaded, a failed one above all.
+plane. Every executed notebook is uploaded, a failed one above all. A re-claimed run skips
+its finished steps, gets their outputs back from the artifact store and goes on from there.
+A worker whose lease was taken over stops the kernel and writes and emits nothing more.
 """
 
 from __future__ import annotations
@@ -10,24 +12,83 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 import time
-from dataclasses import dataclass
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from . import queue
+from . import ideation, queue, resume
 from .db import connect, ensure_indexes, utcnow
-from .emitter import Emitter, HttpSink, SequenceCounter
+from .emitter import Emitter, HttpSink, SequenceCounter, Sink
 from .kernel import API_KEY_ENV
+from .lease import LeaseKeeper
 from .lifecycle import RunStatus
+from .pickup import Pickup
 from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
-from .runner import StepError, execute_step
+from .queue_log import log_hand_back
+from .reaper import Reaper
+from .runner import StepControl, StepError, execute_step
 from .settings import Settings, WorkerMode, load_settings
 from .store import ArtifactStore, open_store
 from .telemetry import gpu_name
 
 log = logging.getLogger("aisci.worker")
+T = TypeVar("T")
+LOST = "LOST"  # what `process` answers for a run whose lease was taken over
+
+
+def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Retry a write while MongoDB is unreachable (a restart, an election): every queue write
+    is conditional, so doing it again is harmless."""
+    retrying = Retrying(retry=retry_if_exception_type(ConnectionFailure), reraise=True,
+                        wait=wait_exponential(0.2, max=5), stop=stop_after_delay(300))
+    return retrying(fn, *args, **kwargs)
+
+
+@dataclass
+class RunSession:
+    """One claimed document in this worker: its emitter, lease keeper and step control."""
+
+    claim: queue.Claim
+    emitter: Emitter
+    control: StepControl
+    lease: LeaseKeeper | None = None
+    releasing: bool = False
+
+    @property
+    def lost(self) -> bool:
+        return self.lease is not None and self.lease.lost.is_set()
+
+    @property
+    def canceled(self) -> dict | None:
+        return self.lease.cancel if self.lease else None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.lost or self.canceled is not None or self.releasing
+
+    def emit(self, event_type: str, data: dict[str, Any]) -> None:
+        """Emit, unless the lease was taken over: then this worker says nothing more."""
+        if not self.lost:
+            self.emitter.emit(event_type, data)
+
+    def drop(self, grace_s: float) -> None:
+        """The lease is gone (found by a write or a check of ours): stop everything."""
+        if self.lease is not None:
+            self.lease.lost.set()
+        self.control.stop(LOST, grace_s)
+
+    def release(self, grace_s: float) -> None:
+        self.releasing = True
+        self.control.stop("RELEASED", grace_s)
 
 
 @dataclass
@@ -37,6 +98,10 @@ class Worker:
     store: ArtifactStore
     notebooks_dir: Path = NOTEBOOKS_DIR
     steps: tuple[Step, ...] = EXPERIMENT_STEPS
+    drain: bool = False  # on SIGTERM, finish the current run instead of releasing it
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _session: RunSession | None = field(default=None, init=False, repr=False)
+    _http: Sink | None = field(default=None, init=False, repr=False)
 
     @property
     def pod_id(self) -> str:
@@ -46,63 +111,151 @@ class Worker:
     def source(self) -> str:
         return f"pod://{self.pod_id}"
 
+    @property
+    def kinds(self) -> tuple[queue.QueueKind, ...]:
+        """What this worker claims, in order: `hybrid` serves ideation first."""
+        mode = self.settings.worker_mode
+        if mode is WorkerMode.IDEATION:
+            return (queue.IDEATION,)
+        if mode is WorkerMode.HYBRID:
+            return (queue.IDEATION, queue.RUNS)
+        return (queue.RUNS,)
+
+    @property
+    def policy(self) -> queue.RetryPolicy:
+        s = self.settings
+        return queue.RetryPolicy(s.max_attempts, s.retry_backoff_s, s.retry_backoff_max_s)
+
+    def request_stop(self) -> None:
+        """SIGTERM/SIGINT: claim nothing more and release the current run (its finished steps
+        kept) so that another worker resumes it; with `drain`, finish it first. A second
+        signal releases even when draining. Safe in a signal handler: it only sets flags."""
+        if self._stopping.is_set():
+            self.drain = False
+        self._stopping.set()
+        session = self._session
+        if session is not None and not self.drain:
+            session.release(self.settings.stop_grace_s)
+
+    def claim(self) -> queue.Claim | None:
+        for kind in self.kinds:
+            got = queue.claim_next(self.db, self.pod_id, lease_s=self.settings.lease_s,
+                                   region=self.settings.worker_region, kind=kind)
+            if got is not None:
+                return got
+        return None
+
     def run_forever(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:
-        """Claim and run until `max_runs` runs are done (or the queue is empty, if asked)."""
+        """Claim and process until stopped, `max_runs` are done, or (if asked) idle."""
+        reaper = Reaper(self.db, self.kinds, self.policy, interval_s=self.settings.reap_interval_s,
+                        source=self.source).start()
+        pickup = Pickup(self.db, self.kinds, poll_interval_s=self.settings.poll_interval_s,
+                        use_change_streams=self.settings.change_streams, stopping=self._stopping)
         done = 0
-        while max_runs is None or done < max_runs:
-            claim = queue.claim_next(self.db, self.pod_id)
-            if claim is None:
-                if exit_when_idle:
+        try:
+            while max_runs is None or done < max_runs:
+                claim = pickup.next_claim(self.claim, exit_when_idle=exit_when_idle)
+                if claim is None:
                     break
-                time.sleep(self.settings.poll_interval_s)
-                continue
-            self.process(claim)
-            done += 1
+                self.process(claim)
+                done += 1
+        finally:
+            reaper.stop()
         return done
 
+    # -- one claimed document ------------------------------------------------------------
+
+    def _sink(self) -> Sink:
+        """One HTTP client for all runs of this worker: building one loads a TLS context."""
+        if self._http is None:
+            api_key = self.settings.aisci_api_key
+            self._http = HttpSink(self.settings.control_plane_url,
+                                  api_key.get_secret_value() if api_key else None)
+        return self._http
+
     def _emitter(self, claim: queue.Claim) -> Emitter:
-        api_key = self.settings.aisci_api_key
-        sink = HttpSink(self.settings.control_plane_url,
-                        api_key.get_secret_value() if api_key else None)
-        seq = SequenceCounter(self._run_dir(claim) / "events.seq",
-                              floor=int(claim.run.get("lastEventSeq") or 0))
-        return Emitter(sink, source=self.source, sequence=seq)
+        seq = None
+        if claim.kind is queue.RUNS:
+            seq = SequenceCounter(self._run_dir(claim) / "events.seq", floor=claim.seq_floor)
+        return Emitter(self._sink(), source=self.source, sequence=seq, epoch=claim.epoch)
 
     def _run_dir(self, claim: queue.Claim) -> Path:
         return (self.settings.work_dir / claim.run_id).resolve()
 
-    def process(self, claim: queue.Claim) -> RunStatus:
-        """Carry one claimed run through its steps; always ends it COMPLETED or FAILED."""
-        run_id = claim.run_id
-        emitter = self._emitter(claim)
-        started = time.monotonic()
-        log.info("claimed run %s (attempt %s)", run_id, claim.run.get("attempt"))
-        try:
-            pod = {"id": self.pod_id, "gpu": gpu_name(), "region": self.settings.worker_region}
-            queue.set_status(self.db, claim, RunStatus.RUNNING, {"startedAt": utcnow(), "pod": pod})
-            emitter.emit("ai.run.started", {"run_id": run_id, "pod_id": pod["id"],
-                                            "gpu": pod["gpu"], "region": pod["region"]})
-            idea = self._idea(claim)
-            for step in self.steps:
-                if claim.run.get("steps", {}).get(step.name, {}).get("status") == "COMPLETED":
-                    continue
-                error = self._run_step(claim, step, idea, emitter)
-                if error:
-                    self._fail(claim, emitter, error, step.name)
-                    return RunStatus.FAILED
-            total_s = round(time.monotonic() - started, 3)
-            emitter.emit("ai.run.completed", {"run_id": run_id, "total_duration_s": total_s})
-            queue.set_status(self.db, claim, RunStatus.COMPLETED, {"completedAt": utcnow()})
-            return RunStatus.COMPLETED
-        except Exception as exc:  # the main loop's guard: every failure reaches the user
-            log.exception("run %s failed in the worker", run_id)
-            import traceback
+    def _open(self, claim: queue.Claim) -> RunSession:
+        s = self.settings
+        session = RunSession(claim, self._emitter(claim), StepControl())
+        heartbeat = None
+        if claim.kind is queue.RUNS:
+            def heartbeat() -> None:
+                # GPU utilisation, memory and temperature join here where a GPU is present.
+                session.emit("ai.run.heartbeat", {"run_id": claim.run_id})
+        session.lease = LeaseKeeper(
+            self.db, claim, lease_s=s.lease_s, renew_s=s.lease_renew_s, check_s=s.cancel_check_s,
+            on_lost=lambda: session.control.stop(LOST, min(1.0, s.stop_grace_s)),
+            on_cancel=lambda _flag: session.control.stop("CANCELED", s.stop_grace_s),
+            on_renew=heartbeat,
+        ).start()
+        self._session = session
+        if self._stopping.is_set() and not self.drain:
+            session.release(s.stop_grace_s)  # the signal came while we were claiming
+        return session
 
-            self._fail(claim, emitter,
-                       StepError(type(exc).__name__, str(exc), traceback.format_exc()), None)
-            return RunStatus.FAILED
+    def process(self, claim: queue.Claim) -> str:
+        """Carry one claimed document as far as it goes: its final status, QUEUED when it
+        was released or re-queued for a retry, or LOST when the lease was taken over."""
+        session = self._open(claim)
+        try:
+            if claim.kind is queue.IDEATION:
+                return self._ideate(session)
+            return self._carry(session)
+        except Exception as exc:  # the main loop's guard: every failure reaches the user
+            if session.lost:
+                log.warning("%s %s: lease lost (%s)", claim.kind.name, claim.run_id, exc)
+                return LOST
+            log.exception("%s %s failed in the worker", claim.kind.name, claim.run_id)
+            return self._fail(session, StepError(type(exc).__name__, str(exc),
+                                                 traceback.format_exc()), None)
         finally:
-            emitter.close(timeout_s=120)
+            self._session = None
+            if session.lease:
+                session.lease.stop()
+            session.emitter.close(timeout_s=120)
+
+    def _carry(self, session: RunSession) -> str:
+        claim = session.claim
+        run_id = claim.run_id
+        started = time.monotonic()
+        log.info("claimed run %s (attempt %s, epoch %s)", run_id, claim.run.get("attempt"),
+                 claim.epoch)
+        pod = {"id": self.pod_id, "gpu": gpu_name(), "region": self.settings.worker_region}
+        if not with_db_retry(queue.set_status, self.db, claim, RunStatus.RUNNING,
+                             {"startedAt": utcnow(), "pod": pod}):
+            session.drop(0)
+            return self._interrupted(session)
+        session.emit("ai.run.started", {"run_id": run_id, "pod_id": pod["id"],
+                                        "gpu": pod["gpu"], "region": pod["region"]})
+        idea = self._idea(claim)
+        first = resume.restore(self.store, claim.run, self.steps, self._run_dir(claim) / "cwd")
+        if first:
+            log.info("run %s resumes at step %d of %d", run_id, first + 1, len(self.steps))
+        for step in self.steps[first:]:
+            if session.interrupted:
+                break
+            error = self._run_step(session, step, idea)
+            if session.interrupted:
+                break
+            if error:
+                return self._fail(session, error, step.name)
+        if session.interrupted:
+            return self._interrupted(session)
+        total_s = round(time.monotonic() - started, 3)
+        session.lease.stop()  # our own final write must not look like a takeover to it
+        if not with_db_retry(queue.set_status, self.db, claim, RunStatus.COMPLETED,
+                             {"completedAt": utcnow(), "totalDuration_s": total_s}):
+            return LOST
+        session.emit("ai.run.completed", {"run_id": run_id, "total_duration_s": total_s})
+        return RunStatus.COMPLETED.value
 
     def _idea(self, claim: queue.Claim) -> dict:
         hyp_id = claim.run.get("hypothesisId")
@@ -114,14 +267,19 @@ class Worker:
             raise ValueError(f"hypothesis {hyp_id}: ideaJson is missing or not an object")
         return idea
 
-    def _run_step(
-        self, claim: queue.Claim, step: Step, idea: dict, emitter: Emitter
-    ) -> StepError | None:
+    def _run_step(self, session: RunSession, step: Step, idea: dict) -> StepError | None:
+        claim = session.claim
         run_dir = self._run_dir(claim)
+        cwd = run_dir / "cwd"
         output = run_dir / "notebooks" / f"{step.name}.ipynb"
-        queue.record_step(self.db, claim, step.name,
-                          {"status": "RUNNING", "startedAt": utcnow(), "attempt": claim.epoch})
-        emitter.flush(timeout_s=30)  # the kernel's events must follow ours in arrival order too
+        before = resume.snapshot(cwd)
+        started_at = utcnow()
+        if not with_db_retry(queue.record_step, self.db, claim, step.name, {
+                "status": "RUNNING", "startedAt": started_at, "completedAt": None,
+                "attempt": claim.run.get("attempt"), "epoch": claim.epoch, "pod": self.pod_id}):
+            session.drop(0)
+            return None
+        session.emitter.flush(timeout_s=30)  # the kernel's events must follow ours in arrival
         result = execute_step(
             step.notebook_path(self.notebooks_dir),
             output,
@@ -132,36 +290,110 @@ class Worker:
                 "events_url": self.settings.control_plane_url,
                 "event_source": self.source,
                 "seq_path": str(run_dir / "events.seq"),
+                "lease_epoch": claim.epoch,
             },
-            cwd=run_dir / "cwd",
+            cwd=cwd,
+            control=session.control,
         )
-        outputs: dict[str, str] = {}
+        if session.lost or not with_db_retry(queue.holds, self.db, claim):
+            session.drop(0)  # taken over: the notebook and outputs are the new holder's now
+            return result.error
+        outputs: dict[str, Any] = {}
         if output.exists():
             stored = self.store.put_file(step.artifact_key(claim.run_id), output)
             outputs["notebook"] = stored.key
-            emitter.emit("ai.artifact.registered", {
+            session.emit("ai.artifact.registered", {
                 "run_id": claim.run_id, "key": stored.key, "bytes": stored.size,
                 "sha256": stored.sha256, "content_type": stored.content_type, "kind": "notebook",
             })
+        if result.ok and (changed := resume.changed_files(cwd, before)):
+            outputs["files"] = resume.upload_outputs(self.store, claim.run_id, step.name, cwd,
+                                                     changed)
         status = "COMPLETED" if result.ok else "FAILED"
-        queue.record_step(self.db, claim, step.name, {
-            "status": status, "completedAt": utcnow(),
+        if result.error and result.error.code in ("CANCELED", "RELEASED"):
+            status = result.error.code
+        with_db_retry(queue.finish_step, self.db, claim, step.name, {
+            "status": status, "startedAt": started_at, "completedAt": utcnow(),
             "duration_s": round(result.duration_s, 3), "outputs": outputs,
         })
         return result.error
 
-    def _fail(self, claim: queue.Claim, emitter: Emitter, error: StepError, stage: str | None):
-        data = {"run_id": claim.run_id, "code": error.code, "message": error.message,
-                "retryable": error.retryable}
-        if stage:
-            data["stage"] = stage
-        if error.traceback:
-            data["traceback"] = error.traceback
-        emitter.emit("ai.run.failed", data)
-        queue.set_status(self.db, claim, RunStatus.FAILED, {
-            "failedAt": utcnow(), "errorType": error.code, "errorMessage": error.message,
-            "errorTraceback": error.traceback,
-        })
+    def _fail(self, session: RunSession, error: StepError, stage: str | None) -> str:
+        """Re-queue a retryable failure while attempts are left, else fail the run for good."""
+        claim = session.claim
+        if session.lease:
+            session.lease.stop()
+        detail = {"code": error.code, "message": error.message, "traceback": error.traceback,
+                  "stage": stage, "at": utcnow()}
+        done = with_db_retry(queue.retry_or_fail, self.db, claim, detail,
+                             retryable=error.retryable, policy=self.policy)
+        if done is None:
+            return LOST
+        if done.status == "QUEUED":
+            log.warning("%s %s: %s (retryable); re-queued as attempt %s, visible at %s",
+                        claim.kind.name, claim.run_id, error.code, done.attempt, done.visible_at)
+        if claim.kind is queue.RUNS and done.status == RunStatus.CANCELED:
+            flag = session.canceled or {}
+            session.emit("ai.run.canceled", {"run_id": claim.run_id, "by": flag.get("by"),
+                                             "reason": flag.get("reason")})
+        elif claim.kind is queue.RUNS:
+            data = {"run_id": claim.run_id, "code": error.code, "message": error.message,
+                    "retryable": error.retryable}
+            if stage:
+                data["stage"] = stage
+            if error.traceback:
+                data["traceback"] = error.traceback
+            # Emitted after the write: a re-queued run's event carries the old epoch, so the
+            # control plane logs it without failing the run.
+            session.emit("ai.run.failed", data)
+        return done.status
+
+    def _interrupted(self, session: RunSession) -> str:
+        """End a run that was stopped: taken over, canceled, or released at shutdown."""
+        claim = session.claim
+        if session.lost:
+            log.warning("run %s: lease epoch %s was taken over; dropped it", claim.run_id,
+                        claim.epoch)
+            return LOST
+        session.lease.stop()
+        if session.canceled is not None:
+            flag = session.canceled
+            if not with_db_retry(queue.set_status, self.db, claim, RunStatus.CANCELED,
+                                 {"canceledAt": utcnow()}):
+                return LOST
+            session.emit("ai.run.canceled", {"run_id": claim.run_id, "by": flag.get("by"),
+                                             "reason": flag.get("reason")})
+            log.info("run %s canceled", claim.run_id)
+            return RunStatus.CANCELED.value
+        done = with_db_retry(queue.release, self.db, claim)
+        if done is None:
+            return LOST
+        if claim.kind is queue.RUNS:
+            log_hand_back(self.db, claim.run_id, done, source=self.source,
+                          reason=f"released by {self.pod_id} shutting down")
+        log.info("%s %s released (%s)", claim.kind.name, claim.run_id, done.status)
+        return done.status
+
+    def _ideate(self, session: RunSession) -> str:
+        claim = session.claim
+        log.info("claimed ideation request %s", claim.run_id)
+        hypothesis = ideation.start(self.db, claim)
+        try:
+            ideas, error = ideation.generate_ideas(hypothesis, claim.run), None
+        except ValueError as exc:
+            ideas, error = [], str(exc)
+        if session.interrupted:
+            return self._interrupted(session)
+        session.lease.stop()
+        if not with_db_retry(ideation.finish, self.db, claim, ideas, error):
+            return LOST
+        if error is None:
+            session.emit("ai.ideation.generated", {
+                "hypothesis_id": claim.run["hypothesisId"], "request_id": claim.run_id,
+                "count": len(ideas)})
+            return "COMPLETED"
+        log.warning("ideation request %s failed: %s", claim.run_id, error)
+        return "FAILED"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,28 +403,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", help="only take runs of this region (and runs without one)")
     p.add_argument("--max-runs", type=int, help="exit after this many runs")
     p.add_argument("--exit-when-idle", action="store_true", help="exit when the queue is empty")
+    p.add_argument("--drain", action="store_true",
+                   help="on SIGTERM/SIGINT finish the current run before exiting "
+                        "(default: release it to another worker)")
     p.add_argument("--notebooks-dir", type=Path, default=NOTEBOOKS_DIR)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, steps: tuple[Step, ...] = EXPERIMENT_STEPS) -> int:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in {"worker_mode": args.mode, "worker_region": args.region}.items()
                  if v is not None}
     settings = load_settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if settings.worker_mode is not WorkerMode.EXPERIMENT:
-        log.error("mode %s is not served yet; use --mode experiment", settings.worker_mode.value)
-        return 2
     if settings.aisci_api_key:
         # The kernel inherits the environment: this is how it authenticates, with the key
         # never written into a notebook parameter.
         os.environ[API_KEY_ENV] = settings.aisci_api_key.get_secret_value()
     db = connect(settings)
-    ensure_indexes(db)
-    worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir)
-    log.info("worker %s ready (mode %s)", worker.pod_id, settings.worker_mode.value)
+    with_db_retry(ensure_indexes, db)
+    worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir,
+                    steps=steps, drain=args.drain)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.request_stop())
+    log.info("worker %s ready (mode %s, region %s)", worker.pod_id, settings.worker_mode.value,
+             settings.worker_region or "any")
     worker.run_forever(max_runs=args.max_runs, exit_when_idle=args.exit_when_idle)
+    log.info("worker %s stopped", worker.pod_id)
     return 0
 
 

@@ -1,6 +1,8 @@
 """A worker process for the claim test: the real Worker with no step notebooks.
 
-Prints each run id it processed, one per line, then exits when the queue is empty.
+Prints `run_id attempt epoch` for each claim it processed, then exits when the queue is
+empty. A run of priority 1 fails its first attempt with a retryable error (through the
+worker's own failure path), so it is re-queued and claimed a second time.
 """
 
 from __future__ import annotations
@@ -8,17 +10,19 @@ from __future__ import annotations
 import sys
 
 from aisci_nb.db import connect
-from aisci_nb.queue import Claim
+from aisci_nb.runner import StepError
 from aisci_nb.settings import load_settings
 from aisci_nb.store import open_store
-from aisci_nb.worker import Worker
+from aisci_nb.worker import RunSession, Worker
 
 
 class RecordingWorker(Worker):
-    def process(self, claim: Claim):
-        status = super().process(claim)
-        print(claim.run_id, flush=True)
-        return status
+    def _carry(self, session: RunSession) -> str:
+        claim = session.claim
+        print(claim.run_id, claim.run["attempt"], claim.epoch, flush=True)
+        if claim.run.get("priority") == 1 and claim.run["attempt"] == 1:
+            return self._fail(session, StepError("TIMEOUT", "a retryable failure"), "Stage_1")
+        return super()._carry(session)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def test_duplicates_are_stored_once(stack: Stack) -> None:
     assert (again.status_code, again.json()["status"]) == (201, "duplicate")
     batch = post_ndjson(stack, [json.dumps(ev), json.dumps(ev)])
     assert batch.json() | {"invalid_lines": []} == {
-        "accepted": 0, "duplicate": 2, "invalid": 0, "invalid_lines": []}
+        "accepted": 0, "duplicate": 2, "invalid": 0, "stale": 0, "invalid_lines": []}
     assert stack.db.events.count_documents({"_id": ev["id"]}) == 1
     assert stack.db.runs.find_one({"_id": run_id})["metrics"] == {"Stage_1": {"acc": 0.9}}
 

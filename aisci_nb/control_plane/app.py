@@ -13,6 +13,7 @@ from .deps import State
 from .ingest import router as ingest_router
 from .pages import router as pages_router
 from .projection import Projector
+from .runs_api import router as runs_router
 
 log = logging.getLogger("aisci.control_plane")
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.aisci = State(settings, db, Projector(db, artifact_uri(settings)))
     app.include_router(ingest_router)
     app.include_router(pages_router)
+    app.include_router(runs_router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
+from pymongo.database import Database
 from starlette.concurrency import run_in_threadpool
 
 from ..envelope import Event, InvalidEvent, parse_binary, parse_event
@@ -35,9 +36,32 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def fence_stale(db: Database, events: list[Event]) -> tuple[list[Event], list[Event]]:
+    """Split events into (fresh, stale); stale ones are flagged `stale` in the event log.
+
+    An event stamped with a lease epoch (`leaseepoch`) older than its run's current
+    `leaseEpoch` comes from a worker whose lease was taken over: it stays in the log for
+    the record but must not move the read model. Events without an epoch are fresh.
+    """
+    stamped = {e.run_id for e in events if e.epoch is not None and e.run_id}
+    if not stamped:
+        return events, []
+    current = {d["_id"]: d.get("leaseEpoch") or 0
+               for d in db.runs.find({"_id": {"$in": list(stamped)}}, {"leaseEpoch": 1})}
+    fresh: list[Event] = []
+    stale: list[Event] = []
+    for e in events:
+        old = e.epoch is not None and e.epoch < current.get(e.run_id or "", 0)
+        (stale if old else fresh).append(e)
+    if stale:
+        db.events.update_many({"_id": {"$in": [e.id for e in stale]}}, {"$set": {"stale": True}})
+    return fresh, stale
+
+
 def store_and_project(state: State, events: list[Event]):
     outcome = insert_events(state.db, events)
-    state.projector.project(outcome.stored)
+    fresh, outcome.stale = fence_stale(state.db, outcome.stored)
+    state.projector.project(fresh)
     mark_projected(state.db, outcome.stored)
     return outcome
 
@@ -62,7 +86,7 @@ async def ingest_one(request: Request, state: StateDep) -> JSONResponse:
     outcome = await run_in_threadpool(store_and_project, state, [event])
     if outcome.conflicts:
         return JSONResponse({"detail": outcome.conflicts[0]}, status_code=422)
-    status = "duplicate" if outcome.duplicates else "accepted"
+    status = "duplicate" if outcome.duplicates else "stale" if outcome.stale else "accepted"
     return JSONResponse({"status": status, "id": event.id}, status_code=201)
 
 
@@ -114,6 +138,7 @@ async def ingest_batch(request: Request, state: StateDep) -> JSONResponse:
             "accepted": len(events) - duplicates - len(outcome.conflicts),
             "duplicate": duplicates,
             "invalid": len(invalid),
+            "stale": len(outcome.stale),
             "invalid_lines": invalid,
         },
         status_code=202,
