@@ -1,7 +1,7 @@
 """The work queues in MongoDB: claim, lease, release, retry, reap, cancel.
 
 Only this module writes the queue fields (`claimedBy`, `claimedAt`, `leaseExpiresAt`,
-`leaseEpoch`, `attempt`, `visibleAt`, `cancelRequested`, the sequence block `seqFloor` /
+`leaseEpoch`, `attempt`, `visibleAt`, `cancelRequested`, the sequence block end
 `seqCeiling`). A claim is one atomic `find_one_and_update`, so two workers can never hold
 the same run; every later worker write is conditioned on the lease epoch it got, and every
 change of hands (claim, release, re-queue, reap, cancel) increments the epoch, so a worker
@@ -32,9 +32,9 @@ from .lifecycle import (
 )
 
 DEFAULT_LEASE_S = 60.0
-# Each lease epoch owns the event sequence numbers (seqFloor, seqCeiling]; the next claim
-# starts above both the projected `lastEventSeq` and this ceiling, so a worker on another pod
-# never reuses a number that an earlier attempt sent (or still has in flight).
+# Each claim reserves the next block of event sequence numbers (up to `seqCeiling`), so a
+# worker on another pod never reuses a number that an earlier attempt sent (or still has in
+# flight); events the queue itself writes take the number above the block.
 SEQ_BLOCK = 1_000_000
 
 
@@ -76,8 +76,10 @@ class Claim:
 
     @property
     def seq_floor(self) -> int:
-        """Where this epoch's event sequence starts (exclusive)."""
-        return int(self.run.get("seqFloor") or self.run.get("lastEventSeq") or 0)
+        """Where this epoch's event sequence starts (exclusive): the start of the block the
+        claim reserved, or above the last projected or queue-written event if higher."""
+        block_start = int(self.run.get("seqCeiling") or SEQ_BLOCK) - SEQ_BLOCK
+        return max(block_start, int(self.run.get("lastEventSeq") or 0))
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,6 @@ def new_ideation_request(
     }
 
 
-def _ifnull(field: str, default: Any = 0) -> dict[str, Any]:
-    return {"$ifNull": [f"${field}", default]}
-
-
 def claimable_filter(now: datetime, region: str | None = None) -> dict[str, Any]:
     """Queued, visible (its retry delay over), and of this worker's region or of none."""
     flt: dict[str, Any] = {"status": "QUEUED", "visibleAt": {"$not": {"$gt": now}}}
@@ -159,24 +157,23 @@ def claim_next(
 ) -> Claim | None:
     """Atomically take the best claimable document (priority, then age) or return None.
 
-    One pipeline update sets the lease, increments the epoch and reserves this epoch's
-    block of event sequence numbers, all in the same atomic step as the claim.
+    The same update sets the lease, increments the epoch and reserves this epoch's block of
+    event sequence numbers (`seqCeiling` grows by a block), all atomically with the claim.
     """
     now = utcnow()
-    prior_seq = {"$max": [_ifnull("lastEventSeq"), _ifnull("seqCeiling")]}
     doc = db[kind.collection].find_one_and_update(
         claimable_filter(now, region),
-        [{"$set": {
-            "status": kind.claimed,
-            "claimedBy": {"$literal": pod_id},
-            "claimedAt": now,
-            "leaseExpiresAt": now + timedelta(seconds=lease_s),
-            "updatedAt": now,
-            "leaseEpoch": {"$add": [_ifnull("leaseEpoch"), 1]},
-            "attempt": {"$max": [_ifnull("attempt"), 1]},
-            "seqFloor": prior_seq,
-            "seqCeiling": {"$add": [prior_seq, SEQ_BLOCK]},
-        }}],
+        {
+            "$set": {
+                "status": kind.claimed,
+                "claimedBy": pod_id,
+                "claimedAt": now,
+                "leaseExpiresAt": now + timedelta(seconds=lease_s),
+                "updatedAt": now,
+            },
+            "$inc": {"leaseEpoch": 1, "seqCeiling": SEQ_BLOCK},
+            "$max": {"attempt": 1},
+        },
         sort=[("priority", -1), ("createdAt", 1)],
         return_document=ReturnDocument.AFTER,
     )
@@ -295,7 +292,7 @@ def _hand_back(
     if new_attempt:
         update["$inc"].update(attempt=1, retryCount=1)
     if seq is not None:
-        update["$max"] = {"lastEventSeq": seq}
+        update["$max"] = {"lastEventSeq": seq, "seqCeiling": seq}
     flt = kind.filter(doc["_id"], target, leaseEpoch=doc.get("leaseEpoch", 0), **extra_filter)
     if db[kind.collection].update_one(flt, update).modified_count != 1:
         return None

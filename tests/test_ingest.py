@@ -133,3 +133,34 @@ def test_rotated_keys_and_missing_credentials(stack: Stack) -> None:
     missing = httpx.post(f"{stack.control_plane_url}/api/ingest/event", json={})
     assert missing.status_code == 401
     assert "missing credentials" in missing.json()["detail"]
+
+
+def test_events_of_an_old_lease_epoch_are_kept_but_not_projected(stack: Stack) -> None:
+    run_id = submit_hypothesis(stack.db, title="t", idea=example_idea()).run_id
+    stack.db.runs.update_one({"_id": run_id}, {"$set": {"leaseEpoch": 3}})
+
+    def metric(name: str, seq: int, epoch: int | None) -> dict:
+        return make_event("ai.run.stage_metric", {"run_id": run_id, "stage": "Stage_1",
+                                                  "name": name, "value": 1.0},
+                          source="test://fence", seq=seq, epoch=epoch).to_json()
+
+    old, current, unstamped = metric("old", 2, 2), metric("current", 3, 3), metric("plain", 4, None)
+    assert old["leaseepoch"] == 2 and "leaseepoch" not in unstamped
+    bad = {**metric("bad", 5, 3), "leaseepoch": -1}
+    resp = post_ndjson(stack, [json.dumps(e) for e in (old, current, unstamped, bad)])
+    body = resp.json()
+    assert (body["accepted"], body["stale"], body["invalid"]) == (3, 1, 1)
+    assert "leaseepoch" in body["invalid_lines"][0]["reason"]
+    run = stack.db.runs.find_one({"_id": run_id})
+    assert run["metrics"] == {"Stage_1": {"current": 1.0, "plain": 1.0}}
+    stored = stack.db.events.find_one({"_id": old["id"]})
+    assert (stored["leaseEpoch"], stored["stale"]) == (2, True)  # kept for the record
+
+    # Binary mode carries the epoch as a `ce-leaseepoch` header.
+    headers = {**AUTH, "ce-specversion": "1.0", "ce-id": str(ULID()), "ce-source": "test://bin",
+               "ce-type": "ai.run.log", "ce-subject": f"run/{run_id}", "ce-leaseepoch": "1",
+               "content-type": "application/json"}
+    resp = httpx.post(f"{stack.control_plane_url}/api/ingest/event", headers=headers,
+                      content=json.dumps({"run_id": run_id, "level": "info", "message": "late"}))
+    assert (resp.status_code, resp.json()["status"]) == (201, "stale")
+    assert stack.db.events.find_one({"_id": headers["ce-id"]})["leaseEpoch"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -11,12 +12,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from pymongo import MongoClient
 
 from aisci_nb import queue
 from aisci_nb.db import utcnow
 from aisci_nb.idea import example_idea
+from aisci_nb.pickup import Pickup, has_change_streams
 from aisci_nb.reaper import sweep
+from aisci_nb.services import find_mongod, free_port, stop_pid
 from aisci_nb.settings import WorkerMode
 from aisci_nb.store import open_store
 from aisci_nb.submit import submit_hypothesis
@@ -93,7 +97,8 @@ def test_claim_order_is_priority_then_age_within_region_and_visibility(stack: St
     assert (doc["status"], doc["claimedBy"], doc["leaseEpoch"], doc["attempt"]) == (
         "SCHEDULED", "p", 1, 1)
     # The claim reserved this epoch's block of event sequence numbers above the enqueue event.
-    assert (doc["seqFloor"], doc["seqCeiling"]) == (1, 1 + queue.SEQ_BLOCK)
+    assert doc["seqCeiling"] == queue.SEQ_BLOCK
+    assert queue.Claim(doc, doc["leaseEpoch"]).seq_floor == 1
 
 
 def test_concurrent_reapers_take_each_expired_run_back_once(stack: Stack) -> None:
@@ -205,3 +210,32 @@ def test_cancel_a_queued_run_through_the_api_and_the_cli(stack: Stack, tmp_path:
                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no run nope" in missing.stderr
     assert queue.claim_next(stack.db, "p") is None  # canceled runs are never claimed
+
+
+def test_without_a_replica_set_an_idle_worker_polls_and_says_so_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    proc = subprocess.Popen([str(find_mongod()), "--port", str(port), "--bind_ip", "127.0.0.1",
+                             "--dbpath", str(tmp_path), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client: MongoClient = MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                                          tz_aware=True, serverSelectionTimeoutMS=20_000)
+        db = client["standalone"]
+        assert not has_change_streams(db)
+        pickup = Pickup(db, [queue.RUNS], poll_interval_s=0.2, use_change_streams=True,
+                        stopping=threading.Event())
+        later = threading.Timer(0.5, db.runs.insert_one, [queue.new_run_document("h1")])
+        later.start()
+        with caplog.at_level(logging.INFO, logger="aisci.pickup"):
+            first = pickup.next_claim(lambda: queue.claim_next(db, "p"))
+            db.runs.insert_one(queue.new_run_document("h2"))
+            second = pickup.next_claim(lambda: queue.claim_next(db, "p"))
+        assert first is not None and second is not None
+        assert {first.run["hypothesisId"], second.run["hypothesisId"]} == {"h1", "h2"}
+        said = [r.getMessage() for r in caplog.records if "polling" in r.getMessage()]
+        assert len(said) == 1 and "not a replica set" in said[0]
+        client.close()
+    finally:
+        stop_pid(proc.pid)
+        proc.wait(timeout=30)
