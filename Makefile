@@ -26,6 +26,8 @@ test: install lint
 	$(BIN)/pytest -q --nbval-lax notebooks/
 
 bench: install
+	$(BIN)/python bench/bench_pickup.py
+	$(BIN)/python bench/bench_claims.py
 	$(BIN)/python bench/bench_ingest.py
 
 services-up: install

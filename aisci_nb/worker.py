@@ -185,21 +185,22 @@ class Worker:
     def _open(self, claim: queue.Claim) -> RunSession:
         s = self.settings
         session = RunSession(claim, self._emitter(claim), StepControl())
-        heartbeat = None
-        if claim.kind is queue.RUNS:
-            def heartbeat() -> None:
-                # GPU utilisation, memory and temperature join here where a GPU is present.
-                session.emit("ai.run.heartbeat", {"run_id": claim.run_id})
         session.lease = LeaseKeeper(
             self.db, claim, lease_s=s.lease_s, renew_s=s.lease_renew_s, check_s=s.cancel_check_s,
             on_lost=lambda: session.control.stop(LOST, min(1.0, s.stop_grace_s)),
             on_cancel=lambda _flag: session.control.stop("CANCELED", s.stop_grace_s),
-            on_renew=heartbeat,
+            on_renew=lambda: self._heartbeat(session),
         ).start()
         self._session = session
         if self._stopping.is_set() and not self.drain:
             session.release(s.stop_grace_s)  # the signal came while we were claiming
         return session
+
+    def _heartbeat(self, session: RunSession) -> None:
+        """Sent with each lease renewal. GPU utilisation, memory and temperature join the data
+        where a GPU is present (the telemetry module's sampler); on a CPU pod there are none."""
+        if session.claim.kind is queue.RUNS:
+            session.emit("ai.run.heartbeat", {"run_id": session.claim.run_id})
 
     def process(self, claim: queue.Claim) -> str:
         """Carry one claimed document as far as it goes: its final status, QUEUED when it
