@@ -96,26 +96,33 @@ class HandBack:
     visible_at: datetime | None = None
 
 
-def new_run_document(hypothesis_id: str, *, priority: int = 0, region: str | None = None) -> dict:
+def _queued(hypothesis_id: str, priority: int, region: str | None) -> dict[str, Any]:
+    """The fields every queued document starts with."""
     now = utcnow()
     return {
         "_id": new_id(),
         "hypothesisId": hypothesis_id,
-        "status": RunStatus.QUEUED.value,
+        "status": "QUEUED",
         "priority": priority,
         "region": region,
         "claimedBy": None,
         "claimedAt": None,
         "leaseEpoch": 0,
         "attempt": 0,
+        "createdAt": now,
+        "updatedAt": now,
+    }
+
+
+def new_run_document(hypothesis_id: str, *, priority: int = 0, region: str | None = None) -> dict:
+    return {
+        **_queued(hypothesis_id, priority, region),
         "retryCount": 0,
         "currentStage": None,
         "stageTiming": {},
         "steps": {},
         "metrics": {},
         "lastEventSeq": 0,
-        "createdAt": now,
-        "updatedAt": now,
     }
 
 
@@ -123,23 +130,12 @@ def new_ideation_request(
     hypothesis_id: str, *, reflections: int = 3, max_num_generations: int = 1,
     priority: int = 0, region: str | None = None,
 ) -> dict:
-    now = utcnow()
     return {
-        "_id": new_id(),
-        "hypothesisId": hypothesis_id,
-        "status": IdeationStatus.QUEUED.value,
+        **_queued(hypothesis_id, priority, region),
         "reflections": reflections,
         "maxNumGenerations": max_num_generations,
-        "priority": priority,
-        "region": region,
-        "claimedBy": None,
-        "claimedAt": None,
-        "leaseEpoch": 0,
-        "attempt": 0,
         "ideas": [],
         "error": None,
-        "createdAt": now,
-        "updatedAt": now,
     }
 
 
