@@ -8,7 +8,7 @@ emitters can add data without breaking older control planes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -55,7 +55,7 @@ class RunCompleted(RunData):
 
 
 class RunFailed(RunData):
-    stage: str | None = None
+    stage: StageName | None = None
     code: str = Field(min_length=1)
     message: str
     traceback: str | None = None
@@ -67,8 +67,12 @@ class RunCanceled(RunData):
     reason: str | None = None
 
 
+StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
+
+
 class StageData(RunData):
-    stage: str = Field(min_length=1)
+    stage: StageName
 
 
 class StageStarted(StageData):
@@ -87,7 +91,7 @@ class StageProgress(StageData):
 
 
 class StageMetric(StageData):
-    name: str = Field(min_length=1)
+    name: Name
     value: float
 
 
@@ -144,6 +148,17 @@ class ArtifactFailed(RunData):
     message: str
 
 
+class LlmUsage(RunData):
+    """One LLM call's tokens and cost; the run's totals are derived from these."""
+
+    model: str = Field(min_length=1)
+    provider: str | None = None
+    step: str | None = None
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+
+
 class RunLog(RunData):
     level: Literal["debug", "info", "warn", "error"]
     message: str
@@ -185,6 +200,7 @@ CATALOG: dict[str, EventType] = {
         EventType("ai.validation.auto_completed", ValidationAutoCompleted, "Auto-validated"),
         EventType("ai.artifact.registered", ArtifactRegistered, "Artifact registered"),
         EventType("ai.artifact.failed", ArtifactFailed, "Artifact failed"),
+        EventType("ai.llm.usage", LlmUsage, "LLM call"),
         EventType("ai.run.log", RunLog, "Log"),
     ]
 }

@@ -31,8 +31,9 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.ingest_allow_unauthenticated:
         log.warning("INGEST_ALLOW_UNAUTHENTICATED is on: events are accepted without "
                     "credentials. Use it only on a trusted private network, during a migration.")
+    projector = Projector(db, artifact_uri(settings))
     app = FastAPI(title="aisci control plane")
-    app.state.aisci = State(settings, db, Projector(db, artifact_uri(settings)))
+    app.state.aisci = State(settings, db, projector)
     app.include_router(ingest_router)
     app.include_router(pages_router)
 

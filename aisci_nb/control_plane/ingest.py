@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..envelope import Event, InvalidEvent, parse_binary, parse_event
-from ..eventlog import insert_events, mark_projected
+from ..eventlog import finish_batch, insert_events
 from .deps import State, StateDep, require_ingest_auth
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -38,7 +38,7 @@ def _media_type(request: Request) -> str:
 def store_and_project(state: State, events: list[Event]):
     outcome = insert_events(state.db, events)
     state.projector.project(outcome.stored)
-    mark_projected(state.db, outcome.stored)
+    finish_batch(state.db, outcome)
     return outcome
 
 
