@@ -6,18 +6,35 @@ mode `ce-*` headers, the older nested `extensions.seq`), so the projection sees 
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ulid import ULID
+import orjson
 
-from .catalog import CATALOG, validate_data
+from .catalog import CATALOG, check_data, validate_data
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUIRED = ("specversion", "id", "source", "type")
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10-bit group as 2 digits
+
+
+def new_ulid(now_ns: int | None = None) -> str:
+    """A ULID string: 48-bit milliseconds + 80 random bits, Crockford base32.
+
+    `str(ulid.ULID())` encodes digit by digit in Python; ten bits at a time through a table
+    is several times cheaper, which keeps `emit()` cheap. Tests check it against python-ulid.
+    """
+    ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    # 130 bits (two leading zeros) = 13 groups of ten bits = 26 digits.
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -10, -10)])
 
 
 class InvalidEvent(ValueError):
@@ -57,6 +74,27 @@ class Event:
             out["traceparent"] = self.traceparent
         return out
 
+    def to_line(self) -> bytes:
+        """One NDJSON line, as the emitter spools and sends it."""
+        out: dict[str, Any] = {
+            "specversion": "1.0", "id": self.id, "source": self.source, "type": self.type,
+            "subject": self.subject, "time": self.time,
+            "datacontenttype": "application/json", "data": self.data,
+        }
+        if self.seq is not None:
+            out["sequence"] = self.seq
+        if self.traceparent:
+            out["traceparent"] = self.traceparent
+        return orjson.dumps(out, default=_plain, option=orjson.OPT_UTC_Z
+                            | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+
+
+def _plain(value: Any) -> Any:
+    """numpy and torch scalars (what notebooks report most) as plain Python numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
 
 def subject_for(event_type: str, data: dict[str, Any]) -> str:
     spec = CATALOG[event_type]
@@ -73,18 +111,19 @@ def make_event(
     seq: int | None = None,
     traceparent: str | None = None,
 ) -> Event:
-    """A new event with a fresh ULID and the current UTC time; `data` is validated."""
+    """A new event with a fresh ULID and the current UTC time; `data` is checked as is."""
     try:
-        clean = validate_data(event_type, data)
+        check_data(event_type, data)
     except ValueError as exc:
         raise InvalidEvent(str(exc)) from None
+    now_ns = time.time_ns()
     return Event(
-        id=str(ULID()),
+        id=new_ulid(now_ns),
         source=source,
         type=event_type,
-        subject=subject_for(event_type, clean),
-        time=datetime.now(UTC),
-        data=clean,
+        subject=subject_for(event_type, data),
+        time=datetime.fromtimestamp(now_ns / 1e9, UTC),
+        data={k: v for k, v in data.items() if v is not None},
         seq=seq,
         traceparent=traceparent,
     )
@@ -165,7 +204,7 @@ def parse_binary(headers: dict[str, str], body: bytes) -> Event:
         attrs.setdefault("traceparent", {k.lower(): v for k, v in headers.items()}["traceparent"])
     attrs["datacontenttype"] = headers.get("content-type", "application/json").split(";")[0]
     try:
-        attrs["data"] = json.loads(body) if body else None
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"body: not JSON ({exc.msg})") from None
+        attrs["data"] = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"body: not JSON ({exc})") from None
     return parse_event(attrs)

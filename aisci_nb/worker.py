@@ -2,30 +2,37 @@
 
 MongoDB is written directly for what the queue owns (claim, status, step records, fenced by
 the lease epoch); everything else reaches the read model as CloudEvents through the control
-plane. Every executed notebook is uploaded, a failed one above all.
+plane. Every executed notebook is uploaded, a failed one above all. One emitter serves the
+whole process: a control plane outage never stalls the work, the events wait in the spool.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pymongo.database import Database
 
 from . import queue
 from .db import connect, ensure_indexes, utcnow
-from .emitter import Emitter, HttpSink, SequenceCounter
-from .kernel import API_KEY_ENV
+from .emitter import Emitter, HttpSink, RunEmitter, SequenceCounter
+from .failures import Failure, from_exception
+from .kernel import API_KEY_ENV, AUTH_MODE_ENV
 from .lifecycle import RunStatus
 from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
-from .runner import StepError, execute_step
+from .runner import execute_step
 from .settings import Settings, WorkerMode, load_settings
+from .spool import Spool
 from .store import ArtifactStore, open_store
 from .telemetry import gpu_name
+from .tracing import new_trace_id, traceparent
 
 log = logging.getLogger("aisci.worker")
 
@@ -37,6 +44,17 @@ class Worker:
     store: ArtifactStore
     notebooks_dir: Path = NOTEBOOKS_DIR
     steps: tuple[Step, ...] = EXPERIMENT_STEPS
+    emitter: Emitter = field(init=False)
+    current: RunEmitter | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        key = self.settings.aisci_api_key
+        sink = HttpSink(self.settings.control_plane_url,
+                        key.get_secret_value() if key else None,
+                        hmac=self.settings.aisci_ingest_auth == "hmac")
+        self.emitter = Emitter(sink, source=self.source, spool=Spool(
+            self.spool_dir, max_bytes=self.settings.spool_max_bytes))
+        self.emitter.adopt_orphans()
 
     @property
     def pod_id(self) -> str:
@@ -46,63 +64,73 @@ class Worker:
     def source(self) -> str:
         return f"pod://{self.pod_id}"
 
+    @property
+    def spool_dir(self) -> Path:
+        return (self.settings.work_dir / "spool").resolve()
+
     def run_forever(self, max_runs: int | None = None, exit_when_idle: bool = False) -> int:
         """Claim and run until `max_runs` runs are done (or the queue is empty, if asked)."""
         done = 0
-        while max_runs is None or done < max_runs:
-            claim = queue.claim_next(self.db, self.pod_id)
-            if claim is None:
-                if exit_when_idle:
-                    break
-                time.sleep(self.settings.poll_interval_s)
-                continue
-            self.process(claim)
-            done += 1
+        try:
+            while max_runs is None or done < max_runs:
+                claim = queue.claim_next(self.db, self.pod_id)
+                if claim is None:
+                    if exit_when_idle:
+                        break
+                    time.sleep(self.settings.poll_interval_s)
+                    continue
+                self.process(claim)
+                done += 1
+        finally:
+            self.emitter.close(timeout_s=self.settings.emit_flush_timeout_s)
         return done
-
-    def _emitter(self, claim: queue.Claim) -> Emitter:
-        api_key = self.settings.aisci_api_key
-        sink = HttpSink(self.settings.control_plane_url,
-                        api_key.get_secret_value() if api_key else None)
-        seq = SequenceCounter(self._run_dir(claim) / "events.seq",
-                              floor=int(claim.run.get("lastEventSeq") or 0))
-        return Emitter(sink, source=self.source, sequence=seq)
 
     def _run_dir(self, claim: queue.Claim) -> Path:
         return (self.settings.work_dir / claim.run_id).resolve()
 
+    def _run_emitter(self, claim: queue.Claim) -> RunEmitter:
+        """The run's sequence (shared with its kernels) and its trace, kept across attempts."""
+        trace_id = claim.run.get("traceId")
+        if not trace_id:
+            trace_id = new_trace_id()
+            self.db.runs.update_one(queue.fenced_filter(claim), {"$set": {"traceId": trace_id}})
+        seq = SequenceCounter(self._run_dir(claim) / "events.seq",
+                              floor=int(claim.run.get("lastEventSeq") or 0))
+        return RunEmitter(self.emitter, claim.run_id, sequence=seq,
+                          traceparent=traceparent(trace_id))
+
     def process(self, claim: queue.Claim) -> RunStatus:
         """Carry one claimed run through its steps; always ends it COMPLETED or FAILED."""
-        run_id = claim.run_id
-        emitter = self._emitter(claim)
+        events = self.current = self._run_emitter(claim)
         started = time.monotonic()
-        log.info("claimed run %s (attempt %s)", run_id, claim.run.get("attempt"))
+        log.info("claimed run %s (attempt %s)", claim.run_id, claim.run.get("attempt"))
         try:
             pod = {"id": self.pod_id, "gpu": gpu_name(), "region": self.settings.worker_region}
             queue.set_status(self.db, claim, RunStatus.RUNNING, {"startedAt": utcnow(), "pod": pod})
-            emitter.emit("ai.run.started", {"run_id": run_id, "pod_id": pod["id"],
-                                            "gpu": pod["gpu"], "region": pod["region"]})
+            events.emit("ai.run.started", pod_id=pod["id"], gpu=pod["gpu"], region=pod["region"])
             idea = self._idea(claim)
             for step in self.steps:
                 if claim.run.get("steps", {}).get(step.name, {}).get("status") == "COMPLETED":
                     continue
-                error = self._run_step(claim, step, idea, emitter)
-                if error:
-                    self._fail(claim, emitter, error, step.name)
+                failure = self._run_step(claim, step, idea, events)
+                self.emitter.adopt_orphans()  # what the step's kernel could not deliver
+                if failure:
+                    self._fail(claim, events, failure)
                     return RunStatus.FAILED
-            total_s = round(time.monotonic() - started, 3)
-            emitter.emit("ai.run.completed", {"run_id": run_id, "total_duration_s": total_s})
+            events.emit("ai.run.completed",
+                        total_duration_s=round(time.monotonic() - started, 3))
             queue.set_status(self.db, claim, RunStatus.COMPLETED, {"completedAt": utcnow()})
             return RunStatus.COMPLETED
         except Exception as exc:  # the main loop's guard: every failure reaches the user
-            log.exception("run %s failed in the worker", run_id)
-            import traceback
-
-            self._fail(claim, emitter,
-                       StepError(type(exc).__name__, str(exc), traceback.format_exc()), None)
+            log.exception("run %s failed in the worker", claim.run_id)
+            self._fail(claim, events, from_exception(exc))
             return RunStatus.FAILED
         finally:
-            emitter.close(timeout_s=120)
+            self.current = None
+            events.sequence.close()
+            if not self.emitter.flush(timeout_s=self.settings.emit_flush_timeout_s):
+                log.warning("run %s: events not yet delivered; they wait in the spool",
+                            claim.run_id)
 
     def _idea(self, claim: queue.Claim) -> dict:
         hyp_id = claim.run.get("hypothesisId")
@@ -115,13 +143,12 @@ class Worker:
         return idea
 
     def _run_step(
-        self, claim: queue.Claim, step: Step, idea: dict, emitter: Emitter
-    ) -> StepError | None:
+        self, claim: queue.Claim, step: Step, idea: dict, events: RunEmitter
+    ) -> Failure | None:
         run_dir = self._run_dir(claim)
         output = run_dir / "notebooks" / f"{step.name}.ipynb"
         queue.record_step(self.db, claim, step.name,
                           {"status": "RUNNING", "startedAt": utcnow(), "attempt": claim.epoch})
-        emitter.flush(timeout_s=30)  # the kernel's events must follow ours in arrival order too
         result = execute_step(
             step.notebook_path(self.notebooks_dir),
             output,
@@ -132,6 +159,8 @@ class Worker:
                 "events_url": self.settings.control_plane_url,
                 "event_source": self.source,
                 "seq_path": str(run_dir / "events.seq"),
+                "spool_dir": str(self.spool_dir),
+                "traceparent": events.traceparent,
             },
             cwd=run_dir / "cwd",
         )
@@ -139,29 +168,53 @@ class Worker:
         if output.exists():
             stored = self.store.put_file(step.artifact_key(claim.run_id), output)
             outputs["notebook"] = stored.key
-            emitter.emit("ai.artifact.registered", {
-                "run_id": claim.run_id, "key": stored.key, "bytes": stored.size,
-                "sha256": stored.sha256, "content_type": stored.content_type, "kind": "notebook",
-            })
+            events.emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
+                        sha256=stored.sha256, content_type=stored.content_type, kind="notebook")
         status = "COMPLETED" if result.ok else "FAILED"
         queue.record_step(self.db, claim, step.name, {
             "status": status, "completedAt": utcnow(),
             "duration_s": round(result.duration_s, 3), "outputs": outputs,
         })
+        if result.error and not result.error.stage:
+            return Failure(result.error.code, result.error.message, result.error.traceback,
+                           step.name)
         return result.error
 
-    def _fail(self, claim: queue.Claim, emitter: Emitter, error: StepError, stage: str | None):
-        data = {"run_id": claim.run_id, "code": error.code, "message": error.message,
-                "retryable": error.retryable}
-        if stage:
-            data["stage"] = stage
-        if error.traceback:
-            data["traceback"] = error.traceback
-        emitter.emit("ai.run.failed", data)
+    def _fail(self, claim: queue.Claim, events: RunEmitter, failure: Failure) -> None:
+        data = failure.event_data(claim.run_id)
+        data.pop("run_id")
+        events.emit("ai.run.failed", **data)
         queue.set_status(self.db, claim, RunStatus.FAILED, {
-            "failedAt": utcnow(), "errorType": error.code, "errorMessage": error.message,
-            "errorTraceback": error.traceback,
+            "failedAt": utcnow(), "errorType": failure.code, "errorMessage": failure.message,
+            "errorTraceback": failure.traceback,
         })
+
+
+def install_excepthook(worker: Worker) -> None:
+    """An exception that escapes every guard still ends the current run with ai.run.failed."""
+
+    def report(exc: BaseException) -> None:
+        events = worker.current
+        if events is not None:
+            with contextlib.suppress(Exception):
+                events.emit("ai.run.failed", **{
+                    k: v for k, v in from_exception(exc).event_data(events.run_id).items()
+                    if k != "run_id"})
+                worker.emitter.flush(timeout_s=10)
+
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb) -> None:
+        report(exc)
+        previous(exc_type, exc, tb)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            report(args.exc_value)
+        threading.__excepthook__(args)
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         # The kernel inherits the environment: this is how it authenticates, with the key
         # never written into a notebook parameter.
         os.environ[API_KEY_ENV] = settings.aisci_api_key.get_secret_value()
+        os.environ[AUTH_MODE_ENV] = settings.aisci_ingest_auth
     db = connect(settings)
     ensure_indexes(db)
     worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir)
+    install_excepthook(worker)
     log.info("worker %s ready (mode %s)", worker.pod_id, settings.worker_mode.value)
     worker.run_forever(max_runs=args.max_runs, exit_when_idle=args.exit_when_idle)
     return 0
