@@ -18,7 +18,7 @@
 # --no-start        stop after the checks instead of starting the worker
 #
 # Environment: CONDA_DIR ($HOME/miniforge3), AISCI_CONDA_ENV (ai_scientist),
-# AISCI_APT_PACKAGES (the TeX and poppler packages below), MINIFORGE_URL.
+# AISCI_APT_PACKAGES (the texlive-* packages and poppler-utils), MINIFORGE_URL.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
         --skip-satisfied) skip_satisfied=1; shift ;;
         --no-start) start=0; shift ;;
         --mode|--region) worker_args+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "init_runpod.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -168,7 +168,7 @@ check_env() {
     local out
     if ! out="$("$PY" -m aisci_nb.cli doctor --only env --pod --env-file "$ROOT/.env")"; then
         echo "$out" | head -n 1 >&2
-        die ".env is not complete: add what is missing to $ROOT/.env (docs/operations.md)" 2
+        die ".env is not complete: add what is missing to $ROOT/.env (see .env.example)" 2
     fi
     say ".env: every variable a pod needs is set"
 }

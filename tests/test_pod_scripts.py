@@ -202,8 +202,8 @@ def test_clean_exit_and_config_error_are_not_restarted(tmp_path: Path, code: int
 
 
 def test_log_rotates_at_its_size_limit(tmp_path: Path) -> None:
-    worker = fake_worker(tmp_path, 'for i in $(seq 1 3000); do printf "line %05d %s\\n" "$i" '
-                         '"$(printf "x%.0s" $(seq 1 60))"; done')
+    worker = fake_worker(tmp_path, 'pad=$(printf "x%.0s" $(seq 1 60)); '
+                         'for i in $(seq 1 3000); do printf "line %05d %s\\n" "$i" "$pad"; done')
     proc = start_worker(tmp_path, "--", str(worker), AISCI_LOG_MAX_BYTES="40000",
                         AISCI_LOG_BACKUPS="2")
     assert proc.returncode == 0
