@@ -104,13 +104,12 @@ def check_llm_keys(ctx: Context) -> Result:
                   f"set {' or '.join(LLM_VARIABLES)} for real research")
 
 
-def _mongo_where(url: str) -> str:
-    """host:port/db of a MongoDB URL, without user or password."""
+def _mongo_where(s: Settings) -> str:
+    """host:port/db of the MongoDB URL, without user or password."""
     from pymongo.uri_parser import parse_uri
 
-    parsed = parse_uri(url)
-    hosts = ",".join(f"{h}:{p}" for h, p in parsed["nodelist"])
-    return f"{hosts}/{parsed.get('database') or Settings.model_fields['mongodb_url'].default}"
+    hosts = ",".join(f"{h}:{p}" for h, p in parse_uri(s.mongodb_url)["nodelist"])
+    return f"{hosts}/{s.db_name}"
 
 
 def check_mongodb(ctx: Context) -> Result:
@@ -120,7 +119,7 @@ def check_mongodb(ctx: Context) -> Result:
     from pymongo.errors import OperationFailure, PyMongoError, ServerSelectionTimeoutError
 
     s = ctx.settings
-    where = _mongo_where(s.mongodb_url)
+    where = _mongo_where(s)
     ms = int(ctx.timeout_s * 1000)
     client: MongoClient = MongoClient(s.mongodb_url, serverSelectionTimeoutMS=ms,
                                       connectTimeoutMS=ms, socketTimeoutMS=ms)

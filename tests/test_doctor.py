@@ -140,3 +140,12 @@ def test_tex_compiles_a_document_with_a_citation(tmp_path: Path) -> None:
     results = run_checks(Context.gather({"MONGODB_URL": "mongodb://h/x"}, None), ["latex"])
     assert results[0].status is Status.PASS, results[0].line()
     assert "pdfTeX" in results[0].detail
+
+
+def test_mongodb_url_is_shown_without_its_password() -> None:
+    env = {"MONGODB_URL": f"mongodb://ops:hunter2@127.0.0.1:{free_port()}/?replicaSet=rs0",
+           "CONTROL_PLANE_URL": "http://127.0.0.1:1", "AISCI_API_KEY": "k"}
+    [result] = run_checks(Context.gather(env, None, timeout_s=0.5), ["mongodb"])
+    assert result.status is Status.FAIL
+    assert "hunter2" not in result.line() and "ops" not in result.line()
+    assert "/ai_scientist in 0.5s" in result.detail  # the default database, named
