@@ -12,6 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
+
 
 class _Data(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -65,10 +68,6 @@ class RunFailed(RunData):
 class RunCanceled(RunData):
     by: str | None = None
     reason: str | None = None
-
-
-StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 
 
 class StageData(RunData):

@@ -249,7 +249,7 @@ class Emitter:
         try:
             for attempt in Retrying(
                 stop=stop_when_event_set(self._stop),
-                wait=wait_exponential_jitter(initial=0.2, max=5),
+                wait=wait_exponential_jitter(multiplier=0.2, max=5),
                 retry=retry_if_exception_type(httpx.HTTPError),
                 before_sleep=lambda rs: log.warning(
                     "event delivery failed (%s); retrying", rs.outcome.exception()),

@@ -17,6 +17,8 @@ import orjson
 
 from .catalog import CATALOG, check_data, validate_data
 
+MAX_DEPTH = 32
+INT64 = 2**63 - 1
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUIRED = ("specversion", "id", "source", "type")
 
@@ -143,6 +145,23 @@ def _parse_time(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def check_storable(value: Any, where: str = "data", depth: int = 0) -> None:
+    """Refuse what MongoDB cannot store or would read as an operator, naming the place."""
+    if depth > MAX_DEPTH:
+        raise InvalidEvent(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or key.startswith("$") or "\x00" in key:
+                raise InvalidEvent(f"{where}: field name {key!r} may not start with '$' "
+                                   "or contain NUL")
+            check_storable(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_storable(item, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64:
+        raise InvalidEvent(f"{where}: integer out of the 64-bit range")
+
+
 def _parse_seq(obj: dict[str, Any]) -> int | None:
     raw = obj.get("sequence")
     if raw is None and isinstance(obj.get("extensions"), dict):
@@ -153,8 +172,8 @@ def _parse_seq(obj: dict[str, Any]) -> int | None:
         raise InvalidEvent("sequence: must be a non-negative integer")
     if isinstance(raw, str) and raw.isdigit():
         raw = int(raw)
-    if not isinstance(raw, int) or raw < 0:
-        raise InvalidEvent("sequence: must be a non-negative integer")
+    if not isinstance(raw, int) or not 0 <= raw <= INT64:
+        raise InvalidEvent("sequence: must be a non-negative 64-bit integer")
     return raw
 
 
@@ -176,6 +195,7 @@ def parse_event(obj: Any) -> Event:
         data = validate_data(event_type, obj.get("data"))
     except ValueError as exc:
         raise InvalidEvent(str(exc)) from None
+    check_storable(data)
     expected_subject = subject_for(event_type, data)
     subject = obj.get("subject") or expected_subject
     if subject != expected_subject:

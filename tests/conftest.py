@@ -47,6 +47,17 @@ class Stack:
         assert isinstance(store, S3Store)
         return store
 
+    def popen_worker(self, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
+        """A worker in the background, logging to `self.tmp / "worker.log"`."""
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        log = (self.tmp / "worker.log").open("ab")
+        return subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *args], env=env,
+                                cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT)
+
+    def worker_log(self) -> str:
+        path = self.tmp / "worker.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
     def run_worker(self, *args: str, timeout: float = 300, extra_env: dict | None = None,
                    cwd: Path | None = None) -> subprocess.CompletedProcess:
         env = {**os.environ, **self.env, **(extra_env or {})}

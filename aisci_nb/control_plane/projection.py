@@ -34,7 +34,7 @@ from ..lifecycle import RunStatus, advance_filter
 
 # event type -> (target status, the run's timestamp field set with it)
 STATUS_EVENTS: dict[str, tuple[RunStatus, str | None]] = {
-    "ai.run.started": (RunStatus.RUNNING, "startedAt"),
+    "ai.run.started": (RunStatus.RUNNING, None),  # startedAt: see `_run`
     "ai.run.completed": (RunStatus.COMPLETED, "completedAt"),
     "ai.run.failed": (RunStatus.FAILED, "failedAt"),
     "ai.run.canceled": (RunStatus.CANCELED, "canceledAt"),
@@ -52,6 +52,7 @@ _PROGRESS_FIELDS = {
     "eta_s": "eta_s",
 }
 DUPLICATE_KEY = 11000
+UNORDERED = frozenset({"llm_calls"})
 
 
 def _safe(name: str) -> str:
@@ -127,12 +128,11 @@ class Projector:
             self._llm_totals(run_id)
 
     def _write(self, name: str, ops: list) -> None:
-        """A per-event insert that already exists is a replay, not an error.
-
-        Run updates are applied in order: the last one derives `currentStage` from the others.
-        """
+        """Apply in order (an upsert before the updates that expect its document; the last
+        run update derives `currentStage`); per-event inserts, whose replays are duplicate-key
+        errors and harmless, need no order."""
         try:
-            fast(self.db, name).bulk_write(ops, ordered=name == "runs")
+            fast(self.db, name).bulk_write(ops, ordered=name not in UNORDERED)
         except BulkWriteError as exc:
             if any(err.get("code") != DUPLICATE_KEY for err in exc.details["writeErrors"]):
                 raise
@@ -145,13 +145,16 @@ class Projector:
         base: dict[str, Any] = {"$set": {"updatedAt": now}}
         if seqs:
             base["$max"] = {"lastEventSeq": max(seqs)}
+        batch.add("runs", UpdateOne({"_id": run_id}, base))  # later steps may add to `base`
         heartbeats = [e for e in events if e.type == "ai.run.heartbeat"]
         if heartbeats:
-            last = heartbeats[-1].data
-            base.setdefault("$max", {})["lastHeartbeat"] = heartbeats[-1].time
-            base["$set"]["telemetry"] = {k: last[k] for k in ("gpu_util", "mem_gb", "temp_c")
-                                         if k in last}
-        batch.add("runs", UpdateOne({"_id": run_id}, base))  # later steps may add to `base`
+            last = heartbeats[-1]
+            base.setdefault("$max", {})["lastHeartbeat"] = last.time
+            telemetry = {k: last.data[k] for k in ("gpu_util", "mem_gb", "temp_c")
+                         if k in last.data}
+            batch.add("runs", UpdateOne(
+                {"_id": run_id, "telemetrySeq": {"$not": {"$gte": order_key(last)}}},
+                {"$set": {"telemetry": telemetry, "telemetrySeq": order_key(last)}}))
 
         latest_progress: dict[str, Event] = {}
         latest_metric: dict[tuple[str, str], Event] = {}
@@ -164,8 +167,10 @@ class Projector:
                 stages_seen[d["stage"]].append(e)
             match e.type:
                 case "ai.run.started":
-                    pod = {"id": d["pod_id"], "gpu": d.get("gpu"), "region": d.get("region")}
-                    batch.add("runs", UpdateOne({"_id": run_id}, {"$set": {"pod": pod}}))
+                    # A fact even when a later status arrived first: not tied to the status.
+                    base["$set"]["pod"] = {"id": d["pod_id"], "gpu": d.get("gpu"),
+                                           "region": d.get("region")}
+                    _merge(base, "$min", "startedAt", e.time, min)
                 case "ai.run.stage_started":
                     self._stage_started(run_id, e, base, batch)
                 case "ai.run.stage_progress":
