@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint services-up services-down bench clean
+.PHONY: install demo test lint services-up services-down bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: install
 	$(BIN)/python bench/bench_pickup.py
 	$(BIN)/python bench/bench_claims.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_emit.py
+
+docs: install
+	$(BIN)/python -m aisci_nb.catalog_doc --write
 
 services-up: install
 	$(BIN)/aisci services up

@@ -8,9 +8,12 @@ emitters can add data without breaking older control planes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 
 
 class _Data(BaseModel):
@@ -55,7 +58,7 @@ class RunCompleted(RunData):
 
 
 class RunFailed(RunData):
-    stage: str | None = None
+    stage: StageName | None = None
     code: str = Field(min_length=1)
     message: str
     traceback: str | None = None
@@ -68,7 +71,7 @@ class RunCanceled(RunData):
 
 
 class StageData(RunData):
-    stage: str = Field(min_length=1)
+    stage: StageName
 
 
 class StageStarted(StageData):
@@ -87,7 +90,7 @@ class StageProgress(StageData):
 
 
 class StageMetric(StageData):
-    name: str = Field(min_length=1)
+    name: Name
     value: float
 
 
@@ -144,6 +147,17 @@ class ArtifactFailed(RunData):
     message: str
 
 
+class LlmUsage(RunData):
+    """One LLM call's tokens and cost; the run's totals are derived from these."""
+
+    model: str = Field(min_length=1)
+    provider: str | None = None
+    step: str | None = None
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+
+
 class RunLog(RunData):
     level: Literal["debug", "info", "warn", "error"]
     message: str
@@ -185,6 +199,7 @@ CATALOG: dict[str, EventType] = {
         EventType("ai.validation.auto_completed", ValidationAutoCompleted, "Auto-validated"),
         EventType("ai.artifact.registered", ArtifactRegistered, "Artifact registered"),
         EventType("ai.artifact.failed", ArtifactFailed, "Artifact failed"),
+        EventType("ai.llm.usage", LlmUsage, "LLM call"),
         EventType("ai.run.log", RunLog, "Log"),
     ]
 }
@@ -194,20 +209,32 @@ class UnknownEventType(ValueError):
     pass
 
 
-def validate_data(event_type: str, data: object) -> dict:
-    """Validated `data` for `event_type` as a plain dict (aliases kept), or ValueError."""
+def _validated(event_type: str, data: object) -> BaseModel:
     spec = CATALOG.get(event_type)
     if spec is None:
         raise UnknownEventType(f"unknown event type {event_type!r}")
     if not isinstance(data, dict):
         raise ValueError("data must be a JSON object")
     try:
-        model = spec.data.model_validate(data)
+        return spec.data.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "data"
         raise ValueError(f"data.{where}: {err['msg']}") from None
-    return model.model_dump(by_alias=True, exclude_none=True)
+
+
+def check_data(event_type: str, data: dict) -> None:
+    """Raise ValueError unless `data` is valid for `event_type` (the emitter's fast path)."""
+    spec = CATALOG.get(event_type)
+    try:
+        spec.data.__pydantic_validator__.validate_python(data)  # type: ignore[union-attr]
+    except (AttributeError, ValidationError):
+        _validated(event_type, data)  # the slow path words the error
+
+
+def validate_data(event_type: str, data: object) -> dict:
+    """Validated, normalised `data` for `event_type` as a plain dict (aliases kept)."""
+    return _validated(event_type, data).model_dump(by_alias=True, exclude_none=True)
 
 
 def label(event_type: str) -> str:

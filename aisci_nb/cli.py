@@ -166,6 +166,12 @@ def _await_artifacts(db, run_id: str, timeout_s: float = 15) -> list[str]:
         time.sleep(0.3)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor
+
+    return doctor(args.only, pod=args.pod, timeout_s=args.timeout, env_file=args.env_file)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisci", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -198,6 +204,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run one sample research run end to end on local services")
     d.add_argument("--timeout", type=float, default=900)
     d.set_defaults(func=cmd_demo)
+
+    from .doctor import CHECKS
+
+    h = sub.add_parser("doctor", help="check this machine can run a worker: one line per check")
+    h.add_argument("--only", action="append", choices=list(CHECKS), metavar="CHECK",
+                   help=f"run only this check (repeatable): {', '.join(CHECKS)}")
+    h.add_argument("--pod", action="store_true", help="a pod: S3 settings are required too")
+    h.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
+    h.add_argument("--env-file", type=Path, default=Path(".env"))
+    h.set_defaults(func=cmd_doctor)
     return p
 
 

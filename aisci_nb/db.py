@@ -29,12 +29,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("status", ASCENDING), ("visibleAt", ASCENDING)]),
         IndexModel([("hypothesisId", ASCENDING)]),
     ],
-    "events": [
-        IndexModel([("source", ASCENDING), ("_id", ASCENDING)], unique=True),
-        IndexModel([("runId", ASCENDING), ("seq", ASCENDING)]),
-        IndexModel([("projected", ASCENDING)], partialFilterExpression={"projected": False}),
-    ],
+    # Event ids are unique per source: `_id` is the event id; the ingest tells a replay
+    # (same source) from a clash (another source) when the insert hits it.
+    "events": [IndexModel([("runId", ASCENDING), ("seq", ASCENDING)]),
+               IndexModel([("runId", ASCENDING), ("type", ASCENDING), ("seq", ASCENDING)])],
     "stages": [IndexModel([("runId", ASCENDING), ("name", ASCENDING)], unique=True)],
+    "llm_calls": [IndexModel([("runId", ASCENDING)])],
+    # Done markers of ingested batches; after a week a late duplicate is just re-projected.
+    "ingest_batches": [IndexModel([("doneAt", ASCENDING)], expireAfterSeconds=7 * 24 * 3600)],
+    # Signatures seen recently: a replay inside the accepted clock skew is refused.
+    "ingest_signatures": [IndexModel([("at", ASCENDING)], expireAfterSeconds=900)],
     "artifacts": [IndexModel([("runId", ASCENDING), ("key", ASCENDING)], unique=True)],
     "hypotheses": [IndexModel([("createdAt", DESCENDING)])],
 }

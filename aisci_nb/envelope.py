@@ -6,18 +6,37 @@ mode `ce-*` headers, the older nested `extensions.seq`), so the projection sees 
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ulid import ULID
+import orjson
 
-from .catalog import CATALOG, validate_data
+from .catalog import CATALOG, check_data, validate_data
 
+MAX_DEPTH = 32
+INT64 = 2**63 - 1
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUIRED = ("specversion", "id", "source", "type")
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10-bit group as 2 digits
+
+
+def new_ulid(now_ns: int | None = None) -> str:
+    """A ULID string: 48-bit milliseconds + 80 random bits, Crockford base32.
+
+    `str(ulid.ULID())` encodes digit by digit in Python; ten bits at a time through a table
+    is several times cheaper, which keeps `emit()` cheap. Tests check it against python-ulid.
+    """
+    ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    # 130 bits (two leading zeros) = 13 groups of ten bits = 26 digits.
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -10, -10)])
 
 
 class InvalidEvent(ValueError):
@@ -60,6 +79,29 @@ class Event:
             out["leaseepoch"] = self.epoch
         return out
 
+    def to_line(self) -> bytes:
+        """One NDJSON line, as the emitter spools and sends it."""
+        out: dict[str, Any] = {
+            "specversion": "1.0", "id": self.id, "source": self.source, "type": self.type,
+            "subject": self.subject, "time": self.time,
+            "datacontenttype": "application/json", "data": self.data,
+        }
+        if self.seq is not None:
+            out["sequence"] = self.seq
+        if self.traceparent:
+            out["traceparent"] = self.traceparent
+        if self.epoch is not None:
+            out["leaseepoch"] = self.epoch
+        return orjson.dumps(out, default=_plain, option=orjson.OPT_UTC_Z
+                            | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+
+
+def _plain(value: Any) -> Any:
+    """numpy and torch scalars (what notebooks report most) as plain Python numbers."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
 
 def subject_for(event_type: str, data: dict[str, Any]) -> str:
     spec = CATALOG[event_type]
@@ -77,18 +119,19 @@ def make_event(
     traceparent: str | None = None,
     epoch: int | None = None,
 ) -> Event:
-    """A new event with a fresh ULID and the current UTC time; `data` is validated."""
+    """A new event with a fresh ULID and the current UTC time; `data` is checked as is."""
     try:
-        clean = validate_data(event_type, data)
+        check_data(event_type, data)
     except ValueError as exc:
         raise InvalidEvent(str(exc)) from None
+    now_ns = time.time_ns()
     return Event(
-        id=str(ULID()),
+        id=new_ulid(now_ns),
         source=source,
         type=event_type,
-        subject=subject_for(event_type, clean),
-        time=datetime.now(UTC),
-        data=clean,
+        subject=subject_for(event_type, data),
+        time=datetime.fromtimestamp(now_ns / 1e9, UTC),
+        data={k: v for k, v in data.items() if v is not None},
         seq=seq,
         traceparent=traceparent,
         epoch=epoch,
@@ -109,6 +152,23 @@ def _parse_time(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def check_storable(value: Any, where: str = "data", depth: int = 0) -> None:
+    """Refuse what MongoDB cannot store or would read as an operator, naming the place."""
+    if depth > MAX_DEPTH:
+        raise InvalidEvent(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or key.startswith("$") or "\x00" in key:
+                raise InvalidEvent(f"{where}: field name {key!r} may not start with '$' "
+                                   "or contain NUL")
+            check_storable(item, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_storable(item, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT64:
+        raise InvalidEvent(f"{where}: integer out of the 64-bit range")
+
+
 def _parse_seq(obj: dict[str, Any]) -> int | None:
     raw = obj.get("sequence")
     if raw is None and isinstance(obj.get("extensions"), dict):
@@ -119,8 +179,8 @@ def _parse_seq(obj: dict[str, Any]) -> int | None:
         raise InvalidEvent("sequence: must be a non-negative integer")
     if isinstance(raw, str) and raw.isdigit():
         raw = int(raw)
-    if not isinstance(raw, int) or raw < 0:
-        raise InvalidEvent("sequence: must be a non-negative integer")
+    if not isinstance(raw, int) or not 0 <= raw <= INT64:
+        raise InvalidEvent("sequence: must be a non-negative 64-bit integer")
     return raw
 
 
@@ -128,9 +188,9 @@ def _parse_epoch(obj: dict[str, Any]) -> int | None:
     raw = obj.get("leaseepoch")
     if isinstance(raw, str) and raw.isdigit():  # binary mode: every attribute is a string
         raw = int(raw)
-    if raw is None or (isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0):
+    if raw is None or (isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= INT64):
         return raw
-    raise InvalidEvent("leaseepoch: must be a non-negative integer")
+    raise InvalidEvent("leaseepoch: must be a non-negative 64-bit integer")
 
 
 def parse_event(obj: Any) -> Event:
@@ -151,6 +211,7 @@ def parse_event(obj: Any) -> Event:
         data = validate_data(event_type, obj.get("data"))
     except ValueError as exc:
         raise InvalidEvent(str(exc)) from None
+    check_storable(data)
     expected_subject = subject_for(event_type, data)
     subject = obj.get("subject") or expected_subject
     if subject != expected_subject:
@@ -180,7 +241,7 @@ def parse_binary(headers: dict[str, str], body: bytes) -> Event:
         attrs.setdefault("traceparent", {k.lower(): v for k, v in headers.items()}["traceparent"])
     attrs["datacontenttype"] = headers.get("content-type", "application/json").split(";")[0]
     try:
-        attrs["data"] = json.loads(body) if body else None
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"body: not JSON ({exc.msg})") from None
+        attrs["data"] = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"body: not JSON ({exc})") from None
     return parse_event(attrs)

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .emitter import DebugSink, Emitter, HttpSink, SequenceCounter
+from .emitter import DebugSink, Emitter, HttpSink, RunEmitter, SequenceCounter
+from .spool import Spool
 
 API_KEY_ENV = "AISCI_API_KEY"
+AUTH_MODE_ENV = "AISCI_INGEST_AUTH"  # "bearer" (default) or "hmac"
 
 
 @dataclass
@@ -27,11 +29,11 @@ class RunContext:
     run_id: str
     stage: str
     idea: dict[str, Any]
-    emitter: Emitter
+    events: RunEmitter
     metrics: dict[str, float] = field(default_factory=dict)
 
     def _emit(self, event_type: str, **data: Any) -> None:
-        self.emitter.emit(event_type, {"run_id": self.run_id, **data})
+        self.events.emit(event_type, **data)
 
     def progress(self, progress: float, **counters: Any) -> None:
         """Report how far the stage is (0..1) plus optional counters (iteration, nodes, ...)."""
@@ -49,23 +51,21 @@ class RunContext:
         """Brackets the stage's work with stage_started / stage_completed.
 
         On an exception nothing is emitted here: the worker reports the failure once, with
-        the executed notebook that shows it. Events are flushed either way.
+        the executed notebook that shows it.
         """
         started = time.monotonic()
         self._emit("ai.run.stage_started", stage=self.stage, desc=desc)
-        try:
-            yield self
-            self._emit(
-                "ai.run.stage_completed",
-                stage=self.stage,
-                duration_s=round(time.monotonic() - started, 3),
-                summary={"metrics": dict(self.metrics)},
-            )
-        finally:
-            self.emitter.flush(timeout_s=30)
+        yield self
+        self._emit(
+            "ai.run.stage_completed",
+            stage=self.stage,
+            duration_s=round(time.monotonic() - started, 3),
+            summary={"metrics": dict(self.metrics)},
+        )
 
-    def close(self) -> None:
-        self.emitter.close(timeout_s=30)
+    def close(self, timeout_s: float = 10) -> None:
+        """Give the sender a moment; what it cannot deliver, the worker sends from the spool."""
+        self.events.emitter.close(timeout_s=timeout_s)
 
 
 def init(
@@ -75,6 +75,7 @@ def init(
     events_url: str | None = None,
     event_source: str | None = None,
     seq_path: str | None = None,
+    spool_dir: str | None = None,
     traceparent: str | None = None,
     lease_epoch: int | None = None,
 ) -> RunContext:
@@ -82,11 +83,14 @@ def init(
     run_id = run_id or "debug-run"
     source = event_source or f"notebook://{os.uname().nodename}"
     if events_url:
-        sink = HttpSink(events_url, api_key=os.environ.get(API_KEY_ENV))
+        sink = HttpSink(events_url, api_key=os.environ.get(API_KEY_ENV),
+                        hmac=os.environ.get(AUTH_MODE_ENV) == "hmac")
     else:
         sink = DebugSink(Path("aisci-debug-events.ndjson"))
+    spool = Spool(Path(spool_dir)) if spool_dir and events_url else None
+    emitter = Emitter(sink, source=source, spool=spool)
+    atexit.register(emitter.close, 5)
     sequence = SequenceCounter(Path(seq_path)) if seq_path else None
-    emitter = Emitter(sink, source=source, sequence=sequence, traceparent=traceparent,
-                      epoch=lease_epoch)
-    atexit.register(emitter.close, 10)
-    return RunContext(run_id=run_id, stage=stage, idea=dict(idea or {}), emitter=emitter)
+    events = RunEmitter(emitter, run_id, sequence=sequence, traceparent=traceparent,
+                        epoch=lease_epoch)
+    return RunContext(run_id=run_id, stage=stage, idea=dict(idea or {}), events=events)

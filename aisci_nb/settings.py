@@ -14,7 +14,7 @@ import socket
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     aisci_api_key: SecretStr | None = Field(
         None, description="the bearer key this worker presents to the control plane"
     )
+    aisci_ingest_auth: Literal["bearer", "hmac"] = Field(
+        "bearer", description="bearer or hmac: how this worker authenticates its events")
+    spool_max_bytes: int = Field(256 * 1024 * 1024, gt=0,
+                                 description="bytes of unacknowledged events kept on disk")
+    emit_flush_timeout_s: float = Field(
+        30.0, ge=0, description="seconds to wait for event delivery at the end of a run")
     ingest_api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="comma-separated keys the control plane accepts"
     )

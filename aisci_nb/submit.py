@@ -9,7 +9,7 @@ from pymongo.database import Database
 
 from .db import new_id, utcnow
 from .envelope import make_event
-from .eventlog import insert_events, mark_projected
+from .eventlog import finish_batch, insert_events
 from .queue import new_run_document
 
 
@@ -42,6 +42,5 @@ def submit_hypothesis(
         source=f"cli://{socket.gethostname()}", seq=1,
     )
     # The run document already says what this event would project; store it as projected.
-    insert_events(db, [event])
-    mark_projected(db, [event])
+    finish_batch(db, insert_events(db, [event]))
     return Submitted(hypothesis["_id"], run["_id"])

@@ -2,20 +2,23 @@
 
 MongoDB is written directly for what the queue owns (claim, status, step records, fenced by
 the lease epoch); everything else reaches the read model as CloudEvents through the control
-plane. Every executed notebook is uploaded, a failed one above all. A re-claimed run skips
-its finished steps, gets their outputs back from the artifact store and goes on from there.
-A worker whose lease was taken over stops the kernel and writes and emits nothing more.
+plane. Every executed notebook is uploaded, a failed one above all. One emitter serves the
+whole process: a control plane outage never stalls the work, the events wait in the spool.
+A re-claimed run skips its finished steps, gets their outputs back from the artifact store
+and goes on from there. A worker whose lease was taken over stops the kernel and writes and
+emits nothing more for that run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,18 +30,21 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from . import ideation, queue, resume
 from .db import connect, ensure_indexes, utcnow
-from .emitter import Emitter, HttpSink, SequenceCounter, Sink
-from .kernel import API_KEY_ENV
+from .emitter import Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
+from .failures import Failure, from_exception
+from .kernel import API_KEY_ENV, AUTH_MODE_ENV
 from .lease import LeaseKeeper
 from .lifecycle import RunStatus
 from .pickup import Pickup
 from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
 from .queue_log import log_hand_back
 from .reaper import Reaper
-from .runner import StepControl, StepError, execute_step
+from .runner import StepControl, execute_step
 from .settings import Settings, WorkerMode, load_settings
+from .spool import Spool
 from .store import ArtifactStore, open_store
-from .telemetry import gpu_name
+from .telemetry import gpu_name, gpu_sample
+from .tracing import new_trace_id, traceparent
 
 log = logging.getLogger("aisci.worker")
 T = TypeVar("T")
@@ -55,10 +61,10 @@ def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 @dataclass
 class RunSession:
-    """One claimed document in this worker: its emitter, lease keeper and step control."""
+    """One claimed document in this worker: its events, lease keeper and step control."""
 
     claim: queue.Claim
-    emitter: Emitter
+    events: RunEmitter | None  # None for an ideation request (its events carry no run)
     control: StepControl
     lease: LeaseKeeper | None = None
     releasing: bool = False
@@ -75,10 +81,10 @@ class RunSession:
     def interrupted(self) -> bool:
         return self.lost or self.canceled is not None or self.releasing
 
-    def emit(self, event_type: str, data: dict[str, Any]) -> None:
-        """Emit, unless the lease was taken over: then this worker says nothing more."""
-        if not self.lost:
-            self.emitter.emit(event_type, data)
+    def emit(self, event_type: str, **data: Any) -> None:
+        """Emit for the run, unless the lease was taken over: then this worker says nothing."""
+        if self.events is not None and not self.lost:
+            self.events.emit(event_type, **data)
 
     def drop(self, grace_s: float) -> None:
         """The lease is gone (found by a write or a check of ours): stop everything."""
@@ -99,9 +105,19 @@ class Worker:
     notebooks_dir: Path = NOTEBOOKS_DIR
     steps: tuple[Step, ...] = EXPERIMENT_STEPS
     drain: bool = False  # on SIGTERM, finish the current run instead of releasing it
+    emitter: Emitter = field(init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _session: RunSession | None = field(default=None, init=False, repr=False)
-    _http: Sink | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.emitter = Emitter(self._sink(), source=self.source, spool=Spool(
+            self.spool_dir, max_bytes=self.settings.spool_max_bytes))
+        self.emitter.adopt_orphans()
+
+    def _sink(self) -> Sink:
+        key = self.settings.aisci_api_key
+        return HttpSink(self.settings.control_plane_url, key.get_secret_value() if key else None,
+                        hmac=self.settings.aisci_ingest_auth == "hmac")
 
     @property
     def pod_id(self) -> str:
@@ -110,6 +126,16 @@ class Worker:
     @property
     def source(self) -> str:
         return f"pod://{self.pod_id}"
+
+    @property
+    def spool_dir(self) -> Path:
+        return (self.settings.work_dir / "spool").resolve()
+
+    @property
+    def current(self) -> RunEmitter | None:
+        """The events of the run in hand, while the lease is ours (for the excepthook)."""
+        session = self._session
+        return session.events if session is not None and not session.lost else None
 
     @property
     def kinds(self) -> tuple[queue.QueueKind, ...]:
@@ -161,46 +187,44 @@ class Worker:
                 done += 1
         finally:
             reaper.stop()
+            self.emitter.close(timeout_s=self.settings.emit_flush_timeout_s)
         return done
 
     # -- one claimed document ------------------------------------------------------------
 
-    def _sink(self) -> Sink:
-        """One HTTP client for all runs of this worker: building one loads a TLS context."""
-        if self._http is None:
-            api_key = self.settings.aisci_api_key
-            self._http = HttpSink(self.settings.control_plane_url,
-                                  api_key.get_secret_value() if api_key else None)
-        return self._http
-
-    def _emitter(self, claim: queue.Claim) -> Emitter:
-        seq = None
-        if claim.kind is queue.RUNS:
-            seq = SequenceCounter(self._run_dir(claim) / "events.seq", floor=claim.seq_floor)
-        return Emitter(self._sink(), source=self.source, sequence=seq, epoch=claim.epoch)
-
     def _run_dir(self, claim: queue.Claim) -> Path:
         return (self.settings.work_dir / claim.run_id).resolve()
 
+    def _run_emitter(self, claim: queue.Claim) -> RunEmitter:
+        """The run's sequence (shared with its kernels, starting in the block this epoch
+        reserved), its trace (kept across attempts) and its lease epoch."""
+        trace_id = claim.run.get("traceId")
+        if not trace_id:
+            trace_id = new_trace_id()
+            self.db.runs.update_one(queue.fenced_filter(claim), {"$set": {"traceId": trace_id}})
+        seq = SequenceCounter(self._run_dir(claim) / "events.seq", floor=claim.seq_floor)
+        return RunEmitter(self.emitter, claim.run_id, sequence=seq,
+                          traceparent=traceparent(trace_id), epoch=claim.epoch)
+
     def _open(self, claim: queue.Claim) -> RunSession:
         s = self.settings
-        session = RunSession(claim, self._emitter(claim), StepControl())
+        events = self._run_emitter(claim) if claim.kind is queue.RUNS else None
+        session = RunSession(claim, events, StepControl())
         session.lease = LeaseKeeper(
             self.db, claim, lease_s=s.lease_s, renew_s=s.lease_renew_s, check_s=s.cancel_check_s,
             on_lost=lambda: session.control.stop(LOST, min(1.0, s.stop_grace_s)),
             on_cancel=lambda _flag: session.control.stop("CANCELED", s.stop_grace_s),
-            on_renew=lambda: self._heartbeat(session),
+            on_renew=lambda: session.emit("ai.run.heartbeat", **self._telemetry()),
         ).start()
         self._session = session
         if self._stopping.is_set() and not self.drain:
             session.release(s.stop_grace_s)  # the signal came while we were claiming
         return session
 
-    def _heartbeat(self, session: RunSession) -> None:
-        """Sent with each lease renewal. GPU utilisation, memory and temperature join the data
-        where a GPU is present (the telemetry module's sampler); on a CPU pod there are none."""
-        if session.claim.kind is queue.RUNS:
-            session.emit("ai.run.heartbeat", {"run_id": session.claim.run_id})
+    def _telemetry(self) -> dict[str, Any]:
+        """GPU utilisation, memory and temperature for the heartbeat; none on a CPU pod."""
+        sample = gpu_sample()
+        return sample.heartbeat_data() if sample else {}
 
     def process(self, claim: queue.Claim) -> str:
         """Carry one claimed document as far as it goes: its final status, QUEUED when it
@@ -215,13 +239,16 @@ class Worker:
                 log.warning("%s %s: lease lost (%s)", claim.kind.name, claim.run_id, exc)
                 return LOST
             log.exception("%s %s failed in the worker", claim.kind.name, claim.run_id)
-            return self._fail(session, StepError(type(exc).__name__, str(exc),
-                                                 traceback.format_exc()), None)
+            return self._fail(session, from_exception(exc))
         finally:
             self._session = None
             if session.lease:
                 session.lease.stop()
-            session.emitter.close(timeout_s=120)
+            if session.events is not None and session.events.sequence is not None:
+                session.events.sequence.close()
+            if not self.emitter.flush(timeout_s=self.settings.emit_flush_timeout_s):
+                log.warning("%s %s: events not yet delivered; they wait in the spool",
+                            claim.kind.name, claim.run_id)
 
     def _carry(self, session: RunSession) -> str:
         claim = session.claim
@@ -234,8 +261,7 @@ class Worker:
                              {"startedAt": utcnow(), "pod": pod}):
             session.drop(0)
             return self._interrupted(session)
-        session.emit("ai.run.started", {"run_id": run_id, "pod_id": pod["id"],
-                                        "gpu": pod["gpu"], "region": pod["region"]})
+        session.emit("ai.run.started", pod_id=pod["id"], gpu=pod["gpu"], region=pod["region"])
         idea = self._idea(claim)
         first = resume.restore(self.store, claim.run, self.steps, self._run_dir(claim) / "cwd")
         if first:
@@ -243,11 +269,12 @@ class Worker:
         for step in self.steps[first:]:
             if session.interrupted:
                 break
-            error = self._run_step(session, step, idea)
+            failure = self._run_step(session, step, idea)
+            self.emitter.adopt_orphans()  # what the step's kernel could not deliver
             if session.interrupted:
                 break
-            if error:
-                return self._fail(session, error, step.name)
+            if failure:
+                return self._fail(session, failure)
         if session.interrupted:
             return self._interrupted(session)
         total_s = round(time.monotonic() - started, 3)
@@ -255,7 +282,7 @@ class Worker:
         if not with_db_retry(queue.set_status, self.db, claim, RunStatus.COMPLETED,
                              {"completedAt": utcnow(), "totalDuration_s": total_s}):
             return LOST
-        session.emit("ai.run.completed", {"run_id": run_id, "total_duration_s": total_s})
+        session.emit("ai.run.completed", total_duration_s=total_s)
         return RunStatus.COMPLETED.value
 
     def _idea(self, claim: queue.Claim) -> dict:
@@ -268,7 +295,7 @@ class Worker:
             raise ValueError(f"hypothesis {hyp_id}: ideaJson is missing or not an object")
         return idea
 
-    def _run_step(self, session: RunSession, step: Step, idea: dict) -> StepError | None:
+    def _run_step(self, session: RunSession, step: Step, idea: dict) -> Failure | None:
         claim = session.claim
         run_dir = self._run_dir(claim)
         cwd = run_dir / "cwd"
@@ -280,7 +307,6 @@ class Worker:
                 "attempt": claim.run.get("attempt"), "epoch": claim.epoch, "pod": self.pod_id}):
             session.drop(0)
             return None
-        session.emitter.flush(timeout_s=30)  # the kernel's events must follow ours in arrival
         result = execute_step(
             step.notebook_path(self.notebooks_dir),
             output,
@@ -291,6 +317,8 @@ class Worker:
                 "events_url": self.settings.control_plane_url,
                 "event_source": self.source,
                 "seq_path": str(run_dir / "events.seq"),
+                "spool_dir": str(self.spool_dir),
+                "traceparent": session.events.traceparent,
                 "lease_epoch": claim.epoch,
             },
             cwd=cwd,
@@ -303,10 +331,9 @@ class Worker:
         if output.exists():
             stored = self.store.put_file(step.artifact_key(claim.run_id), output)
             outputs["notebook"] = stored.key
-            session.emit("ai.artifact.registered", {
-                "run_id": claim.run_id, "key": stored.key, "bytes": stored.size,
-                "sha256": stored.sha256, "content_type": stored.content_type, "kind": "notebook",
-            })
+            session.emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
+                         sha256=stored.sha256, content_type=stored.content_type,
+                         kind="notebook")
         if result.ok and (changed := resume.changed_files(cwd, before)):
             outputs["files"] = resume.upload_outputs(self.store, claim.run_id, step.name, cwd,
                                                      changed)
@@ -317,44 +344,43 @@ class Worker:
             "status": status, "startedAt": started_at, "completedAt": utcnow(),
             "duration_s": round(result.duration_s, 3), "outputs": outputs,
         })
+        if result.error and not result.error.stage:
+            return Failure(result.error.code, result.error.message, result.error.traceback,
+                           step.name)
         return result.error
 
-    def _fail(self, session: RunSession, error: StepError, stage: str | None) -> str:
+    def _fail(self, session: RunSession, failure: Failure) -> str:
         """Re-queue a retryable failure while attempts are left, else fail the run for good."""
         claim = session.claim
         if session.lease:
             session.lease.stop()
-        detail = {"code": error.code, "message": error.message, "traceback": error.traceback,
-                  "stage": stage, "at": utcnow()}
+        detail = {"code": failure.code, "message": failure.message,
+                  "traceback": failure.traceback, "stage": failure.stage, "at": utcnow()}
         done = with_db_retry(queue.retry_or_fail, self.db, claim, detail,
-                             retryable=error.retryable, policy=self.policy)
+                             retryable=failure.retryable, policy=self.policy)
         if done is None:
             return LOST
         if done.status == "QUEUED":
             log.warning("%s %s: %s (retryable); re-queued as attempt %s, visible at %s",
-                        claim.kind.name, claim.run_id, error.code, done.attempt, done.visible_at)
-        if claim.kind is queue.RUNS and done.status == RunStatus.CANCELED:
+                        claim.kind.name, claim.run_id, failure.code, done.attempt,
+                        done.visible_at)
+        if done.status == RunStatus.CANCELED:
             flag = session.canceled or {}
-            session.emit("ai.run.canceled", {"run_id": claim.run_id, "by": flag.get("by"),
-                                             "reason": flag.get("reason")})
-        elif claim.kind is queue.RUNS:
-            data = {"run_id": claim.run_id, "code": error.code, "message": error.message,
-                    "retryable": error.retryable}
-            if stage:
-                data["stage"] = stage
-            if error.traceback:
-                data["traceback"] = error.traceback
+            session.emit("ai.run.canceled", by=flag.get("by"), reason=flag.get("reason"))
+        else:
             # Emitted after the write: a re-queued run's event carries the old epoch, so the
-            # control plane logs it without failing the run.
-            session.emit("ai.run.failed", data)
+            # control plane logs it without touching the run.
+            data = failure.event_data(claim.run_id)
+            data.pop("run_id")
+            session.emit("ai.run.failed", **data)
         return done.status
 
     def _interrupted(self, session: RunSession) -> str:
         """End a run that was stopped: taken over, canceled, or released at shutdown."""
         claim = session.claim
         if session.lost:
-            log.warning("run %s: lease epoch %s was taken over; dropped it", claim.run_id,
-                        claim.epoch)
+            log.warning("%s %s: lease epoch %s was taken over; dropped it", claim.kind.name,
+                        claim.run_id, claim.epoch)
             return LOST
         session.lease.stop()
         if session.canceled is not None:
@@ -362,8 +388,7 @@ class Worker:
             if not with_db_retry(queue.set_status, self.db, claim, RunStatus.CANCELED,
                                  {"canceledAt": utcnow()}):
                 return LOST
-            session.emit("ai.run.canceled", {"run_id": claim.run_id, "by": flag.get("by"),
-                                             "reason": flag.get("reason")})
+            session.emit("ai.run.canceled", by=flag.get("by"), reason=flag.get("reason"))
             log.info("run %s canceled", claim.run_id)
             return RunStatus.CANCELED.value
         done = with_db_retry(queue.release, self.db, claim)
@@ -388,13 +413,40 @@ class Worker:
         session.lease.stop()
         if not with_db_retry(ideation.finish, self.db, claim, ideas, error):
             return LOST
-        if error is None:
-            session.emit("ai.ideation.generated", {
-                "hypothesis_id": claim.run["hypothesisId"], "request_id": claim.run_id,
-                "count": len(ideas)})
-            return "COMPLETED"
-        log.warning("ideation request %s failed: %s", claim.run_id, error)
-        return "FAILED"
+        if error is not None:
+            log.warning("ideation request %s failed: %s", claim.run_id, error)
+            return "FAILED"
+        self.emitter.emit("ai.ideation.generated", {
+            "hypothesis_id": claim.run["hypothesisId"], "request_id": claim.run_id,
+            "count": len(ideas)}, epoch=claim.epoch)
+        return "COMPLETED"
+
+
+def install_excepthook(worker: Worker) -> None:
+    """An exception that escapes every guard still ends the current run with ai.run.failed."""
+
+    def report(exc: BaseException) -> None:
+        events = worker.current
+        if events is not None:
+            with contextlib.suppress(Exception):
+                events.emit("ai.run.failed", **{
+                    k: v for k, v in from_exception(exc).event_data(events.run_id).items()
+                    if k != "run_id"})
+                worker.emitter.flush(timeout_s=10)
+
+    previous = sys.excepthook
+
+    def hook(exc_type, exc, tb) -> None:
+        report(exc)
+        previous(exc_type, exc, tb)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            report(args.exc_value)
+        threading.__excepthook__(args)
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -421,10 +473,12 @@ def main(argv: list[str] | None = None, *, steps: tuple[Step, ...] = EXPERIMENT_
         # The kernel inherits the environment: this is how it authenticates, with the key
         # never written into a notebook parameter.
         os.environ[API_KEY_ENV] = settings.aisci_api_key.get_secret_value()
+        os.environ[AUTH_MODE_ENV] = settings.aisci_ingest_auth
     db = connect(settings)
     with_db_retry(ensure_indexes, db)
     worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir,
                     steps=steps, drain=args.drain)
+    install_excepthook(worker)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())
     log.info("worker %s ready (mode %s, region %s)", worker.pod_id, settings.worker_mode.value,

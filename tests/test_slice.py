@@ -11,6 +11,7 @@ import nbformat
 
 from aisci_nb.idea import example_idea
 from aisci_nb.submit import submit_hypothesis
+from aisci_nb.telemetry import gpu_name
 
 from .conftest import API_KEY, S3_SECRET, Stack
 
@@ -57,6 +58,8 @@ def test_run_travels_end_to_end(stack: Stack) -> None:
     kernel_sources = {e["source"] for e in events if e["type"] == "ai.run.stage_metric"}
     assert kernel_sources == {"pod://pod-e2e"}
     assert types.index("ai.run.started") < types.index("ai.run.stage_started")
+    started = next(e for e in events if e["type"] == "ai.run.started")
+    assert started["data"].get("gpu") == gpu_name()  # None on a CPU-only machine
     assert types.index("ai.run.stage_completed") < types.index("ai.run.completed")
 
     # The projection: status, stage, sequence, metric from real training, artifact.

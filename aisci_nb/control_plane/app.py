@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..db import connect, ensure_indexes
 from ..settings import Settings
 from ..store import S3Store, open_store
 from .deps import State
 from .ingest import router as ingest_router
+from .metrics import IngestMetrics
 from .pages import router as pages_router
 from .projection import Projector
 from .runs_api import router as runs_router
@@ -32,11 +34,17 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.ingest_allow_unauthenticated:
         log.warning("INGEST_ALLOW_UNAUTHENTICATED is on: events are accepted without "
                     "credentials. Use it only on a trusted private network, during a migration.")
+    projector = Projector(db, artifact_uri(settings))
+    metrics = IngestMetrics(db)
     app = FastAPI(title="aisci control plane")
-    app.state.aisci = State(settings, db, Projector(db, artifact_uri(settings)))
+    app.state.aisci = State(settings, db, projector, metrics)
     app.include_router(ingest_router)
     app.include_router(pages_router)
     app.include_router(runs_router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -1,24 +1,30 @@
 """`POST /api/ingest/event` and `/api/ingest/events`: CloudEvents in, stored once, projected.
 
 Bad input never costs good input: each line of a batch is judged alone, and the answer
-names the line number and reason of every refused one.
+names the line number and reason of every refused one. Bad input is a 4xx, never a 5xx;
+a database that cannot be reached is a 503, which senders retry.
 """
 
 from __future__ import annotations
 
-import json
+import time
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from ..envelope import Event, InvalidEvent, parse_binary, parse_event
-from ..eventlog import insert_events, mark_projected
+from ..eventlog import InsertOutcome, fast, finish_batch, insert_events
 from .deps import State, StateDep, require_ingest_auth
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
+STRUCTURED = ("application/cloudevents+json", "application/json")
+NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq", "")
 router = APIRouter(prefix="/api/ingest", dependencies=[Depends(require_ingest_auth)])
 
 
@@ -34,6 +40,15 @@ async def _body(request: Request) -> bytes:
 
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _decode(raw: bytes) -> Any:
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event larger than {MAX_EVENT_BYTES} bytes")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON ({exc})") from None
 
 
 def fence_stale(db: Database, events: list[Event]) -> tuple[list[Event], list[Event]]:
@@ -54,37 +69,54 @@ def fence_stale(db: Database, events: list[Event]) -> tuple[list[Event], list[Ev
         old = e.epoch is not None and e.epoch < current.get(e.run_id or "", 0)
         (stale if old else fresh).append(e)
     if stale:
-        db.events.update_many({"_id": {"$in": [e.id for e in stale]}}, {"$set": {"stale": True}})
+        fast(db, "events").update_many({"_id": {"$in": [e.id for e in stale]}},
+                                       {"$set": {"stale": True}})
     return fresh, stale
 
 
-def store_and_project(state: State, events: list[Event]):
+def store_and_project(state: State, events: list[Event]) -> InsertOutcome:
     outcome = insert_events(state.db, events)
     fresh, outcome.stale = fence_stale(state.db, outcome.stored)
     state.projector.project(fresh)
-    mark_projected(state.db, outcome.stored)
+    finish_batch(state.db, outcome)
+    return outcome
+
+
+async def _store(state: State, events: list[Event], endpoint: str,
+                 started: float) -> InsertOutcome:
+    try:
+        outcome = await run_in_threadpool(store_and_project, state, events)
+    except (ConnectionFailure, ServerSelectionTimeoutError) as exc:
+        raise HTTPException(503, f"database unavailable, retry later ({type(exc).__name__})",
+                            headers={"Retry-After": "5"}) from None
+    m = state.metrics
+    refused = set(outcome.duplicates) | set(outcome.conflicts)
+    for i, e in enumerate(events):
+        if i not in refused:
+            m.events.labels(e.type).inc()
+    m.duplicates.inc(len(outcome.duplicates))
+    m.latency.labels(endpoint).observe(time.perf_counter() - started)
     return outcome
 
 
 @router.post("/event", status_code=201)
 async def ingest_one(request: Request, state: StateDep) -> JSONResponse:
+    started = time.perf_counter()
     body = await _body(request)
     try:
         if "ce-specversion" in request.headers:
             event = parse_binary(dict(request.headers), body)
+        elif _media_type(request) in STRUCTURED:
+            event = parse_event(_decode(body))
         else:
-            if _media_type(request) not in ("application/cloudevents+json", "application/json"):
-                raise HTTPException(415, "use application/cloudevents+json, application/json, "
-                                         "or binary mode with ce-* headers")
-            try:
-                obj = json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidEvent(f"body: not JSON ({exc})") from None
-            event = parse_event(obj)
+            raise HTTPException(415, "use application/cloudevents+json, application/json, "
+                                     "or binary mode with ce-* headers")
     except InvalidEvent as exc:
+        state.metrics.invalid.inc()
         return JSONResponse({"detail": str(exc)}, status_code=422)
-    outcome = await run_in_threadpool(store_and_project, state, [event])
+    outcome = await _store(state, [event], "event", started)
     if outcome.conflicts:
+        state.metrics.invalid.inc()
         return JSONResponse({"detail": outcome.conflicts[0]}, status_code=422)
     status = "duplicate" if outcome.duplicates else "stale" if outcome.stale else "accepted"
     return JSONResponse({"status": status, "id": event.id}, status_code=201)
@@ -95,27 +127,28 @@ def _split_batch(request: Request, body: bytes) -> list[tuple[int, Any]]:
     media = _media_type(request)
     if media == "application/cloudevents-batch+json":
         try:
-            items = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            items = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
             raise HTTPException(422, f"body: not a JSON array ({exc})") from None
         if not isinstance(items, list):
             raise HTTPException(422, "body: a cloudevents batch must be a JSON array")
         return list(enumerate(items, start=1))
-    if media not in ("application/x-ndjson", "application/jsonl", "application/json-seq", ""):
+    if media not in NDJSON:
         raise HTTPException(415, "use application/x-ndjson or application/cloudevents-batch+json")
     out: list[tuple[int, Any]] = []
     for number, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue
         try:
-            out.append((number, json.loads(raw)))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            out.append((number, InvalidEvent(f"not JSON ({exc})")))
+            out.append((number, _decode(raw)))
+        except InvalidEvent as exc:
+            out.append((number, exc))
     return out
 
 
 @router.post("/events", status_code=202)
 async def ingest_batch(request: Request, state: StateDep) -> JSONResponse:
+    started = time.perf_counter()
     body = await _body(request)
     invalid: list[dict[str, Any]] = []
     events: list[Event] = []
@@ -128,10 +161,11 @@ async def ingest_batch(request: Request, state: StateDep) -> JSONResponse:
             lines.append(number)
         except InvalidEvent as exc:
             invalid.append({"line": number, "reason": str(exc)})
-    outcome = await run_in_threadpool(store_and_project, state, events)
+    outcome = await _store(state, events, "events", started)
     for index, reason in outcome.conflicts.items():
         invalid.append({"line": lines[index], "reason": reason})
     invalid.sort(key=lambda item: item["line"])
+    state.metrics.invalid.inc(len(invalid))
     duplicates = len(outcome.duplicates)
     return JSONResponse(
         {
