@@ -15,8 +15,9 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pymongo.database import Database
 
@@ -27,10 +28,11 @@ from .failures import Failure, from_exception
 from .kernel import API_KEY_ENV, AUTH_MODE_ENV
 from .lifecycle import RunStatus
 from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
-from .runner import execute_step
+from .runner import Limits, StepError, StepHandle, execute_step
 from .settings import Settings, WorkerMode, load_settings
 from .spool import Spool
-from .store import ArtifactStore, open_store
+from .stepio import fetch_inputs, read_outputs
+from .store import ArtifactStore, StorageError, open_store
 from .telemetry import gpu_name
 from .tracing import new_trace_id, traceparent
 
@@ -46,6 +48,8 @@ class Worker:
     steps: tuple[Step, ...] = EXPERIMENT_STEPS
     emitter: Emitter = field(init=False)
     current: RunEmitter | None = field(init=False, default=None)
+    _active: StepHandle | None = field(default=None, init=False, repr=False)
+    _active_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         key = self.settings.aisci_api_key
@@ -55,6 +59,43 @@ class Worker:
         self.emitter = Emitter(sink, source=self.source, spool=Spool(
             self.spool_dir, max_bytes=self.settings.spool_max_bytes))
         self.emitter.adopt_orphans()
+
+    def interrupt(self, code: str = "CANCELED", message: str = "the run was canceled") -> bool:
+        """Stop the running step from another thread (the seam for cancel and lease loss):
+        its kernel is interrupted, then shut down, and the step fails with `code`. Returns
+        whether a step was running."""
+        with self._active_lock:
+            handle = self._active
+        if handle is None:
+            return False
+        handle.cancel(code, message)
+        return True
+
+    def secret_values(self) -> list[str]:
+        """The credentials this worker holds; refused in parameters, kept out of notebooks."""
+        s = self.settings
+        found = [s.aisci_api_key, s.minio_secret_key, s.openai_api_key, s.anthropic_api_key,
+                 *s.ingest_api_keys]
+        return [v.get_secret_value() for v in found if v and v.get_secret_value()]
+
+    def kernel_env(self) -> dict[str, str]:
+        """The kernel's environment: how it gets credentials and the store, never through
+        parameters (which land in the executed notebook)."""
+        s = self.settings
+        env = dict(os.environ)
+        values: dict[str, Any] = {
+            API_KEY_ENV: s.aisci_api_key.get_secret_value() if s.aisci_api_key else None,
+            AUTH_MODE_ENV: s.aisci_ingest_auth,
+            "MINIO_ENDPOINT": s.minio_endpoint,
+            "MINIO_ACCESS_KEY": s.minio_access_key,
+            "MINIO_SECRET_KEY": (s.minio_secret_key.get_secret_value()
+                                 if s.minio_secret_key else None),
+            "MINIO_BUCKET": s.minio_bucket,
+            "MINIO_SECURE": str(s.minio_secure).lower(),
+            "ARTIFACTS_DIR": str(s.artifacts_dir.resolve()),
+        }
+        env.update({k: str(v) for k, v in values.items() if v is not None})
+        return env
 
     @property
     def pod_id(self) -> str:
@@ -147,42 +188,90 @@ class Worker:
     ) -> Failure | None:
         run_dir = self._run_dir(claim)
         output = run_dir / "notebooks" / f"{step.name}.ipynb"
+        key = step.artifact_key(claim.run_id)
         queue.record_step(self.db, claim, step.name,
                           {"status": "RUNNING", "startedAt": utcnow(), "attempt": claim.epoch})
-        result = execute_step(
-            step.notebook_path(self.notebooks_dir),
-            output,
-            {
-                "run_id": claim.run_id,
-                "stage": step.name,
-                "idea": idea,
-                "events_url": self.settings.control_plane_url,
-                "event_source": self.source,
-                "seq_path": str(run_dir / "events.seq"),
-                "spool_dir": str(self.spool_dir),
-                "traceparent": events.traceparent,
-            },
-            cwd=run_dir / "cwd",
-        )
-        outputs: dict[str, str] = {}
-        if output.exists():
-            stored = self.store.put_file(step.artifact_key(claim.run_id), output)
-            outputs["notebook"] = stored.key
+
+        def registered(stored: Any, **extra: Any) -> None:
             events.emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
-                        sha256=stored.sha256, content_type=stored.content_type, kind="notebook")
-        status = "COMPLETED" if result.ok else "FAILED"
-        queue.record_step(self.db, claim, step.name, {
-            "status": status, "completedAt": utcnow(),
-            "duration_s": round(result.duration_s, 3), "outputs": outputs,
-        })
-        if result.error and not result.error.stage:
-            return Failure(result.error.code, result.error.message, result.error.traceback,
-                           step.name)
-        return result.error
+                        sha256=stored.sha256, content_type=stored.content_type,
+                        kind="notebook", **extra)
+
+        def report(event_type: str, data: dict) -> None:
+            events.emit(event_type, stage=step.name, **data)
+
+        def publish(data: bytes) -> None:  # the running notebook, for the UI's live view
+            registered(self.store.put_bytes(key, data, "application/x-ipynb+json"), live=True)
+
+        handle = StepHandle()
+        with self._active_lock:
+            self._active = handle
+        try:
+            run = self.db.runs.find_one({"_id": claim.run_id}, {"steps": 1}) or {}
+            inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
+                                  run_dir / "inputs")
+            result = execute_step(
+                step.notebook_path(self.notebooks_dir), output, step.parameters,
+                cwd=run_dir / "cwd",
+                offered={
+                    "run_id": claim.run_id, "stage": step.name, "idea": idea,
+                    "inputs": inputs or None,  # none yet: a step that needs them is refused
+                    "events_url": self.settings.control_plane_url,
+                    "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
+                    "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
+                },
+                secrets=self.secret_values(), limits=self._limits(step), handle=handle,
+                on_event=report, publish=publish, publish_every_s=self.settings.live_notebook_s,
+                kernel_env=self.kernel_env(),
+            )
+        except StorageError as exc:
+            result = None
+            error: StepError | None = StepError("STORAGE_ERROR", str(exc))
+        finally:
+            with self._active_lock:
+                self._active = None
+        outputs: dict[str, str] = {}
+        if result is not None:
+            error = result.error
+            if output.exists():
+                try:
+                    stored = self.store.put_file(key, output)
+                except Exception as exc:
+                    log.error("run %s: could not upload %s: %s", claim.run_id, key, exc)
+                    error = error or StepError(
+                        "STORAGE_ERROR", f"could not upload the executed notebook to {key}: "
+                                         f"{exc} (kept on the pod at {output})")
+                else:
+                    outputs["notebook"] = stored.key
+                    registered(stored)
+            outputs.update(read_outputs(run_dir / "cwd", step.name))
+        record: dict[str, Any] = {
+            "status": "COMPLETED" if error is None else "FAILED", "completedAt": utcnow(),
+            "duration_s": round(result.duration_s, 3) if result else 0.0, "outputs": outputs}
+        if error is not None:
+            record["error"] = {"code": error.code, "message": error.message,
+                               "cellIndex": error.cell_index, "cellId": error.cell_id}
+        queue.record_step(self.db, claim, step.name, record)
+        if error is not None and not error.stage:
+            return replace(error, stage=step.name)
+        return error
+
+    def _limits(self, step: Step) -> Limits:
+        s = self.settings
+        return Limits(cell_timeout_s=step.cell_timeout_s or s.cell_timeout_s,
+                      step_timeout_s=step.timeout_s or s.step_timeout_s,
+                      start_timeout_s=s.kernel_start_timeout_s)
 
     def _fail(self, claim: queue.Claim, events: RunEmitter, failure: Failure) -> None:
+        if failure.code == "LEASE_LOST":
+            # Another worker holds the run now; what happens to it is theirs to report.
+            log.warning("run %s: lease lost, stopped without reporting", claim.run_id)
+            return
         data = failure.event_data(claim.run_id)
         data.pop("run_id")
+        if isinstance(failure, StepError) and failure.cell_index is not None:
+            # where `aisci debug` opens the notebook
+            data.update(cell_index=failure.cell_index, cell_id=failure.cell_id)
         events.emit("ai.run.failed", **data)
         queue.set_status(self.db, claim, RunStatus.FAILED, {
             "failedAt": utcnow(), "errorType": failure.code, "errorMessage": failure.message,
@@ -237,11 +326,6 @@ def main(argv: list[str] | None = None) -> int:
     if settings.worker_mode is not WorkerMode.EXPERIMENT:
         log.error("mode %s is not served yet; use --mode experiment", settings.worker_mode.value)
         return 2
-    if settings.aisci_api_key:
-        # The kernel inherits the environment: this is how it authenticates, with the key
-        # never written into a notebook parameter.
-        os.environ[API_KEY_ENV] = settings.aisci_api_key.get_secret_value()
-        os.environ[AUTH_MODE_ENV] = settings.aisci_ingest_auth
     db = connect(settings)
     ensure_indexes(db)
     worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir)
