@@ -47,7 +47,7 @@ def test_large_artifact_is_uploaded_in_parts(stack: Stack, ctx, tmp_path: Path) 
     stat = ctx.store.client.stat_object(ctx.store.bucket, stored.key)
     assert stat.etag.endswith("-3")  # three parts: 5 + 5 + 2 MiB
     assert ctx.store.get_bytes(stored.key) == path.read_bytes()
-    ctx.emitter.flush(timeout_s=30)
+    ctx.events.emitter.flush(timeout_s=30)
     doc = wait_until(lambda: stack.db.artifacts.find_one({"runId": ctx.run_id}),
                      what="artifact projection")
     assert (doc["key"], doc["sha256"], doc["size"], doc["kind"]) == (
@@ -62,7 +62,7 @@ def test_failed_upload_emits_artifact_failed(stack: Stack, ctx, tmp_path: Path) 
                         "no-such-bucket")
     path = tmp_path / "table.csv"
     path.write_text("a,b\n1,2\n")
-    with pytest.raises(StorageError, match="could not store table.csv"):
+    with pytest.raises(StorageError, match=r"could not store table\.csv"):
         ctx.register_artifact(path, kind="table")
     failed = wait_until(lambda: stack.db.events.find_one(
         {"runId": ctx.run_id, "type": "ai.artifact.failed"}), what="ai.artifact.failed")
