@@ -127,8 +127,11 @@ def prepare(db: Database, store: ArtifactStore, run_id: str, step: str | None = 
                          + (f" (it failed before a kernel ran: {why})" if why else ""))
     ws = (root / run_id).resolve()
     notebook = ws / f"{name}.ipynb"
-    store.get_file(key, notebook)
-    inputs = fetch_inputs(store, run["steps"], name, ws / "inputs")
+    try:
+        store.get_file(key, notebook)
+        inputs = fetch_inputs(store, run["steps"], name, ws / "inputs")
+    except Exception as exc:  # S3 or the local store: say what could not be fetched
+        raise DebugError(f"could not download the step's files: {exc}") from exc
     nb = ensure_cell_ids(nbformat.read(notebook, as_version=4))
     rewrite_parameters(nb, inputs)
     nbformat.write(nb, notebook)

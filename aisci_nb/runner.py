@@ -125,6 +125,13 @@ class StepHandle:
     def kernel_pid(self) -> int | None:
         return self.session.kernel_pid if self.session else None
 
+    def _attach(self, session: KernelSession, wake: threading.Event) -> None:
+        """The runner's side: the kernel to stop and the watcher to wake on a cancel."""
+        with self._lock:
+            self.session, self._wake = session, wake
+        if self.cancelled:
+            wake.set()
+
 
 class StepStopped(Exception):
     """Raised from the cell hook when a stop was requested between cells."""
@@ -258,15 +265,9 @@ class _CellReporter:
             self.cell_failed(*((stop.code, stop.message) if stop else
                                (self.raised.code, self.raised.message)))
             return
-        if self.current is None:
+        if not self._end_cell("ai.run.cell_completed",
+                              execution_count=cell.get("execution_count")):
             return
-        index, cell_id, label, started = self.current
-        self.current = None
-        self._emit("ai.run.cell_completed", {
-            "cell_index": index, "cell_id": cell_id, "label": label,
-            "duration_s": round(time.monotonic() - started, 3),
-            "execution_count": cell.get("execution_count"),
-        })
         self.done += 1
         progress = round(min(1.0, self.done / self.total), 4)
         if progress > self.progress:
@@ -275,15 +276,17 @@ class _CellReporter:
 
     def cell_failed(self, code: str, message: str) -> None:
         """The running cell ended in an error (raised, timed out, kernel died, stopped)."""
+        self._end_cell("ai.run.cell_failed", code=code, message=message[:2000])
+
+    def _end_cell(self, event_type: str, **extra: Any) -> bool:
+        """Report the end of the running cell, if a cell is running."""
         if self.current is None:
-            return
+            return False
         index, cell_id, label, started = self.current
         self.current = None
-        self._emit("ai.run.cell_failed", {
-            "cell_index": index, "cell_id": cell_id, "label": label,
-            "duration_s": round(time.monotonic() - started, 3),
-            "code": code, "message": message[:2000],
-        })
+        self._emit(event_type, {"cell_index": index, "cell_id": cell_id, "label": label,
+                                "duration_s": round(time.monotonic() - started, 3), **extra})
+        return True
 
     def explain(self, exc: BaseException, limits: Limits) -> StepError:
         """The StepError for an execution that raised, knowing why the runner stopped it."""
@@ -365,8 +368,6 @@ def execute_step(
     cwd: Path,
     offered: Mapping[str, Any] | None = None,
     secrets: Iterable[str] = (),
-    cell_timeout_s: float | None = None,
-    start_timeout_s: float = 60,
     limits: Limits | None = None,
     handle: StepHandle | None = None,
     on_event: EventCallback | None = None,
@@ -383,7 +384,7 @@ def execute_step(
     """
     import papermill
 
-    limits = limits or Limits(cell_timeout_s=cell_timeout_s, start_timeout_s=start_timeout_s)
+    limits = limits or Limits()
     handle = handle or StepHandle()
     started = time.monotonic()
 
@@ -401,13 +402,9 @@ def execute_step(
     output.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
     session = KernelSession(kernel_env)
-    handle.session = session
-    reporter = _CellReporter(nb, handle, on_event, session, injected=bool(values))
     wake = threading.Event()
-    with handle._lock:
-        handle._wake = wake
-    if handle.cancelled:
-        wake.set()
+    handle._attach(session, wake)
+    reporter = _CellReporter(nb, handle, on_event, session, injected=bool(values))
     threads = [threading.Thread(target=_watch, args=(handle, session, limits, started, wake),
                                 name="aisci-step-watch", daemon=True)]
     if publish is not None:

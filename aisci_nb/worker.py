@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from .failures import Failure, from_exception
 from .kernel import API_KEY_ENV, AUTH_MODE_ENV
 from .lifecycle import RunStatus
 from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
-from .runner import Limits, StepError, StepHandle, execute_step
+from .runner import Limits, StepError, StepHandle, StepResult, execute_step
 from .settings import Settings, WorkerMode, load_settings
 from .spool import Spool
 from .stepio import fetch_inputs, read_outputs
@@ -197,39 +198,13 @@ class Worker:
                         sha256=stored.sha256, content_type=stored.content_type,
                         kind="notebook", **extra)
 
-        def report(event_type: str, data: dict) -> None:
-            events.emit(event_type, stage=step.name, **data)
-
         def publish(data: bytes) -> None:  # the running notebook, for the UI's live view
             registered(self.store.put_bytes(key, data, "application/x-ipynb+json"), live=True)
 
-        handle = StepHandle()
-        with self._active_lock:
-            self._active = handle
         try:
-            run = self.db.runs.find_one({"_id": claim.run_id}, {"steps": 1}) or {}
-            inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
-                                  run_dir / "inputs")
-            result = execute_step(
-                step.notebook_path(self.notebooks_dir), output, step.parameters,
-                cwd=run_dir / "cwd",
-                offered={
-                    "run_id": claim.run_id, "stage": step.name, "idea": idea,
-                    "inputs": inputs or None,  # none yet: a step that needs them is refused
-                    "events_url": self.settings.control_plane_url,
-                    "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
-                    "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
-                },
-                secrets=self.secret_values(), limits=self._limits(step), handle=handle,
-                on_event=report, publish=publish, publish_every_s=self.settings.live_notebook_s,
-                kernel_env=self.kernel_env(),
-            )
-        except StorageError as exc:
-            result = None
-            error: StepError | None = StepError("STORAGE_ERROR", str(exc))
-        finally:
-            with self._active_lock:
-                self._active = None
+            result = self._execute(claim, step, idea, events, output, publish)
+        except StorageError as exc:  # the inputs could not be fetched
+            result, error = None, StepError("STORAGE_ERROR", str(exc))
         outputs: dict[str, str] = {}
         if result is not None:
             error = result.error
@@ -252,9 +227,39 @@ class Worker:
             record["error"] = {"code": error.code, "message": error.message,
                                "cellIndex": error.cell_index, "cellId": error.cell_id}
         queue.record_step(self.db, claim, step.name, record)
-        if error is not None and not error.stage:
-            return replace(error, stage=step.name)
-        return error
+        return replace(error, stage=step.name) if error and not error.stage else error
+
+    def _execute(self, claim: queue.Claim, step: Step, idea: dict, events: RunEmitter,
+                 output: Path, publish: Callable[[bytes], None]) -> StepResult:
+        """The step's notebook with the earlier steps' outputs as inputs, stoppable through
+        `interrupt` while it runs."""
+        run_dir = self._run_dir(claim)
+        handle = StepHandle()
+        with self._active_lock:
+            self._active = handle
+        try:
+            run = self.db.runs.find_one({"_id": claim.run_id}, {"steps": 1}) or {}
+            inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
+                                  run_dir / "inputs")
+            return execute_step(
+                step.notebook_path(self.notebooks_dir), output, step.parameters,
+                cwd=run_dir / "cwd",
+                offered={
+                    "run_id": claim.run_id, "stage": step.name, "idea": idea,
+                    "inputs": inputs or None,  # none yet: a step that needs them is refused
+                    "events_url": self.settings.control_plane_url,
+                    "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
+                    "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
+                },
+                secrets=self.secret_values(), limits=self._limits(step), handle=handle,
+                on_event=lambda event_type, data: events.emit(event_type, stage=step.name,
+                                                              **data),
+                publish=publish, publish_every_s=self.settings.live_notebook_s,
+                kernel_env=self.kernel_env(),
+            )
+        finally:
+            with self._active_lock:
+                self._active = None
 
     def _limits(self, step: Step) -> Limits:
         s = self.settings

@@ -140,5 +140,19 @@ def test_debug_opens_jupyterlab_at_the_failing_cell(stack: Stack, failed_run: di
     finally:
         if pid is not None:
             assert stop_pid(pid)
+        if proc.poll() is None and pid is None:
+            proc.kill()
         proc.wait(timeout=30)
     assert not pid_alive(pid)
+
+
+def test_debug_names_what_is_missing(stack: Stack) -> None:
+    proc = aisci(stack, "debug", "no-such-run", "--no-lab", cwd=stack.tmp)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip() == "aisci: error: no run no-such-run"
+    run = run_steps(stack, (PIPELINE_2,))  # refused before a kernel ran: nothing to open
+    proc = aisci(stack, "debug", run["_id"], "--no-lab", cwd=stack.tmp)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "has no executed notebook (it failed before a kernel ran: parameter 'inputs'" in err
