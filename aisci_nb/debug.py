@@ -98,7 +98,10 @@ def rewrite_parameters(nb: NotebookNode, inputs: dict[str, dict[str, str]]) -> d
             values[name] = None
     if "inputs" in declared and (inputs or "inputs" in values):
         values["inputs"] = inputs
-    params.validate(nb, {k: v for k, v in values.items() if v is not None})
+    try:
+        params.validate(nb, {k: v for k, v in values.items() if v is not None})
+    except params.ParameterError as exc:
+        raise DebugError(f"the executed notebook's parameters do not validate: {exc}") from None
     source = translate_parameters("python3", "python", values,
                                   "Parameters, rewritten by `aisci debug`: local inputs, "
                                   "events to the debug sink")

@@ -2,9 +2,10 @@
 
 A `KernelSession` is what one step execution shares between the runner's threads and the
 nbclient client running in the calling thread: the kernel process (to interrupt or kill it
-on cancel), the executing notebook (for live snapshots, under a lock) and the per-cell
-hooks. Registered with papermill's engine registry as `aisci`, so the rest of papermill
-(parameter injection, saves, the error banner) works unchanged.
+on cancel or timeout) and the executing notebook (for live snapshots, under a lock). The
+per-cell hooks are nbclient's own `on_cell_*` options, passed through papermill. Registered
+with papermill's engine registry as `aisci`, so the rest of papermill (parameter injection,
+saves, the error banner) works unchanged.
 """
 
 from __future__ import annotations

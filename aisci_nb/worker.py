@@ -33,7 +33,7 @@ from .runner import Limits, StepError, StepHandle, StepResult, execute_step
 from .settings import Settings, WorkerMode, load_settings
 from .spool import Spool
 from .stepio import fetch_inputs, read_outputs
-from .store import ArtifactStore, StorageError, open_store
+from .store import ArtifactStore, StorageError, StoredObject, open_store
 from .telemetry import gpu_name
 from .tracing import new_trace_id, traceparent
 
@@ -193,7 +193,7 @@ class Worker:
         queue.record_step(self.db, claim, step.name,
                           {"status": "RUNNING", "startedAt": utcnow(), "attempt": claim.epoch})
 
-        def registered(stored: Any, **extra: Any) -> None:
+        def registered(stored: StoredObject, **extra: Any) -> None:
             events.emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
                         sha256=stored.sha256, content_type=stored.content_type,
                         kind="notebook", **extra)
