@@ -47,7 +47,7 @@ class KernelSession:
         """The kernel's exit status once it has ended (negative: killed by that signal)."""
         return self.process.poll() if self.process else None
 
-    def signal(self, signum: int) -> None:
+    def send_signal(self, signum: int) -> None:
         """Signal the kernel's process group (the kernel and whatever it started)."""
         proc = self.process
         if proc is None or proc.poll() is not None:
@@ -61,10 +61,10 @@ class KernelSession:
             return
 
     def interrupt(self) -> None:
-        self.signal(signal.SIGINT)
+        self.send_signal(signal.SIGINT)
 
     def kill(self) -> None:
-        self.signal(signal.SIGKILL)
+        self.send_signal(signal.SIGKILL)
 
     def snapshot(self) -> bytes | None:
         """The executing notebook as JSON, consistent with respect to incoming outputs."""

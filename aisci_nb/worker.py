@@ -61,12 +61,17 @@ class Worker:
             self.spool_dir, max_bytes=self.settings.spool_max_bytes))
         self.emitter.adopt_orphans()
 
+    @property
+    def active_step(self) -> StepHandle | None:
+        """The running step's handle (its kernel's pid, whether it was stopped), if any."""
+        with self._active_lock:
+            return self._active
+
     def interrupt(self, code: str = "CANCELED", message: str = "the run was canceled") -> bool:
         """Stop the running step from another thread (the seam for cancel and lease loss):
         its kernel is interrupted, then shut down, and the step fails with `code`. Returns
         whether a step was running."""
-        with self._active_lock:
-            handle = self._active
+        handle = self.active_step
         if handle is None:
             return False
         handle.cancel(code, message)

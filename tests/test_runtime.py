@@ -221,7 +221,7 @@ def test_cancel_interrupts_then_stops_the_kernel(stack: Stack) -> None:
         wait_until(lambda: any(e["data"].get("label") == "fault"
                                for e in events_of(stack, run_id, "ai.run.cell_started")),
                    timeout_s=60, what="the sleeping cell")
-        pid = worker._active.kernel_pid
+        pid = worker.active_step.kernel_pid
         assert pid and pid_alive(pid)
         asked = time.monotonic()
         assert worker.interrupt("CANCELED", "canceled by the test")
@@ -264,7 +264,7 @@ def test_lease_loss_is_not_reported_as_a_failure(stack: Stack) -> None:
     thread = threading.Thread(target=worker.process, args=(claim,))
     thread.start()
     try:
-        wait_until(lambda: worker._active is not None and worker._active.kernel_pid,
+        wait_until(lambda: (h := worker.active_step) is not None and h.kernel_pid,
                    timeout_s=60, what="a running kernel")
         worker.interrupt("LEASE_LOST", "lease taken over")
         thread.join(timeout=60)
