@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python bench/bench_claims.py
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_emit.py
+	$(BIN)/python bench/bench_step_overhead.py
 
 docs: install
 	$(BIN)/python -m aisci_nb.catalog_doc --write

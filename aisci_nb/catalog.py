@@ -99,6 +99,29 @@ class StageCompleted(StageData):
     summary: dict | str | None = None
 
 
+class CellData(StageData):
+    """A code cell of the step's executed notebook; `cell_id` is its nbformat 4.5 id."""
+
+    cell_index: int = Field(ge=0)
+    cell_id: str | None = None
+    label: str | None = None  # the cell's papermill_description
+
+
+class CellStarted(CellData):
+    pass
+
+
+class CellCompleted(CellData):
+    duration_s: float | None = None
+    execution_count: int | None = None
+
+
+class CellFailed(CellData):
+    duration_s: float | None = None
+    code: str = Field(min_length=1)
+    message: str
+
+
 class NodeEvent(StageData):
     node_id: str = Field(min_length=1)
     parent_id: str | None = None
@@ -187,6 +210,9 @@ CATALOG: dict[str, EventType] = {
         EventType("ai.run.stage_progress", StageProgress, "Stage progress"),
         EventType("ai.run.stage_metric", StageMetric, "Stage metric"),
         EventType("ai.run.stage_completed", StageCompleted, "Stage completed"),
+        EventType("ai.run.cell_started", CellStarted, "Cell started"),
+        EventType("ai.run.cell_completed", CellCompleted, "Cell completed"),
+        EventType("ai.run.cell_failed", CellFailed, "Cell failed"),
         EventType("ai.node.created", NodeEvent, "Node created"),
         EventType("ai.node.code_generated", NodeEvent, "Node code generated"),
         EventType("ai.node.executing", NodeEvent, "Node executing"),

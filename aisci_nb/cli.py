@@ -172,6 +172,40 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor(args.only, pod=args.pod, timeout_s=args.timeout, env_file=args.env_file)
 
 
+def cmd_debug(args: argparse.Namespace) -> int:
+    """Prepare a step's workspace and open its notebook at the failing cell in JupyterLab."""
+    from .db import connect
+    from .debug import DebugError, prepare, start_lab
+    from .services import stop_pid
+    from .store import open_store
+
+    started = time.monotonic()
+    settings = load_settings()
+    try:
+        ws = prepare(connect(settings), open_store(settings), args.run_id, args.step, args.dir)
+    except (DebugError, OSError) as exc:
+        return _fail(str(exc))
+    print(f"workspace {ws.root}")
+    print(f"notebook  {ws.notebook} (step {ws.step}, failing cell {ws.cell_id or 'unknown'})")
+    for step, outputs in ws.inputs.items():
+        for name, path in outputs.items():
+            print(f"input     {step}.{name} -> {path}")
+    if args.no_lab:
+        return 0
+    try:
+        lab = start_lab(ws, port=args.port)
+    except DebugError as exc:
+        return _fail(str(exc))
+    print(f"JupyterLab ready in {time.monotonic() - started:.1f}s (pid {lab.pid}; Ctrl-C or "
+          f"kill {lab.pid} stops it)")
+    print(lab.url, flush=True)
+    try:
+        lab.process.wait()
+    except KeyboardInterrupt:
+        stop_pid(lab.pid)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisci", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--reason", help="shown with the run")
     x.set_defaults(func=cmd_cancel)
+
+    g = sub.add_parser("debug", help="open a run's step notebook at its failing cell")
+    g.add_argument("run_id")
+    g.add_argument("--step", help="the step to debug (default: the failed one), e.g. Stage_2")
+    g.add_argument("--no-lab", action="store_true", help="prepare the workspace only")
+    g.add_argument("--port", type=int, help="JupyterLab's port (default: a free one)")
+    g.add_argument("--dir", type=Path, default=Path(".aisci/debug"),
+                   help="where workspaces go (default: .aisci/debug)")
+    g.set_defaults(func=cmd_debug)
 
     d = sub.add_parser("demo", help="run one sample research run end to end on local services")
     d.add_argument("--timeout", type=float, default=900)

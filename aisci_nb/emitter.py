@@ -177,6 +177,7 @@ class Emitter:
         self._pending: deque[tuple[bytes, SpoolFile | None] | _Flush] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._drained = True
         self._thread = threading.Thread(target=self._run, name="aisci-emitter", daemon=True)
         self._thread.start()
         self.sent = 0
@@ -214,8 +215,11 @@ class Emitter:
         return marker.done.wait(timeout_s)
 
     def close(self, timeout_s: float | None = 30) -> bool:
-        """Flush, then stop; what was not acknowledged stays in the spool."""
-        drained = self.flush(timeout_s)
+        """Flush, then stop; what was not acknowledged stays in the spool. Closing again
+        (a notebook's `ctx.close()`, then the kernel's atexit) returns at once."""
+        if self._stop.is_set():
+            return self._drained
+        drained = self._drained = self.flush(timeout_s)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=15)

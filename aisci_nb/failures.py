@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 OOM_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "OOMError"})
 TIMEOUT_NAMES = frozenset({"TimeoutError", "CellTimeoutError", "TIMEOUT"})
+STORAGE_NAMES = frozenset({"StorageError"})  # aisci_nb.store's, also when raised in a kernel
 RETRYABLE_CODES = frozenset({"TIMEOUT"})
 MAX_TRACEBACK = 64 * 1024  # an event must stay small; the notebook keeps the whole story
 
@@ -37,11 +38,14 @@ class Failure:
 
 
 def code_for(exception_name: str) -> str:
-    """CUDA OOM and MemoryError → OOMError; timeouts → TIMEOUT; else the exception's name."""
+    """CUDA OOM and MemoryError → OOMError; timeouts → TIMEOUT; storage → STORAGE_ERROR;
+    else the exception's name."""
     if exception_name in OOM_NAMES:
         return "OOMError"
     if exception_name in TIMEOUT_NAMES:
         return "TIMEOUT"
+    if exception_name in STORAGE_NAMES:
+        return "STORAGE_ERROR"
     return exception_name
 
 

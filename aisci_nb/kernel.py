@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .emitter import DebugSink, Emitter, HttpSink, RunEmitter, SequenceCounter
 from .spool import Spool
 
+if TYPE_CHECKING:
+    from .store import ArtifactStore, StoredObject
+
 API_KEY_ENV = "AISCI_API_KEY"
 AUTH_MODE_ENV = "AISCI_INGEST_AUTH"  # "bearer" (default) or "hmac"
+OUTPUTS_DIR = ".aisci-outputs"
+DEBUG_ARTIFACTS_DIR = "aisci-debug-artifacts"
+
+
+def outputs_manifest(cwd: Path, stage: str) -> Path:
+    """Where a step's kernel lists the artifacts it registered as the step's outputs."""
+    return cwd / OUTPUTS_DIR / f"{stage}.json"
 
 
 @dataclass
@@ -31,6 +42,8 @@ class RunContext:
     idea: dict[str, Any]
     events: RunEmitter
     metrics: dict[str, float] = field(default_factory=dict)
+    store: ArtifactStore | None = None
+    debug: bool = False
 
     def _emit(self, event_type: str, **data: Any) -> None:
         self.events.emit(event_type, **data)
@@ -45,6 +58,42 @@ class RunContext:
 
     def log(self, message: str, level: str = "info", **kv: Any) -> None:
         self._emit("ai.run.log", level=level, message=message, kv=kv or None, source="kernel")
+
+    def _store(self) -> ArtifactStore:
+        if self.store is None:
+            from .store import LocalStore, store_from_env
+
+            # Debugging writes nothing to production: artifacts stay in a local directory.
+            self.store = LocalStore(Path(DEBUG_ARTIFACTS_DIR)) if self.debug else store_from_env()
+        return self.store
+
+    def register_artifact(
+        self, path: str | Path, *, kind: str = "file", name: str | None = None,
+        key: str | None = None, content_type: str | None = None,
+    ) -> StoredObject:
+        """Upload a file (sha256, content type, multipart when large, retried), announce it
+        with `ai.artifact.registered`, and list it as a step output under `name` (default:
+        the file's stem) so later steps receive it in their `inputs`. On a final failure,
+        `ai.artifact.failed` is emitted and `StorageError` raised."""
+        from .store import StorageError
+
+        path = Path(path)
+        key = key or f"runs/{self.run_id}/artifacts/{self.stage}/{path.name}"
+        try:
+            stored = self._store().put_file(key, path, content_type)
+        except Exception as exc:
+            message = f"could not store {path.name} as {key}: {exc}"
+            self._emit("ai.artifact.failed", key=key, code="STORAGE_ERROR", message=message)
+            self.events.emitter.flush(timeout_s=30)
+            raise StorageError(message) from exc
+        self._emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
+                   sha256=stored.sha256, content_type=stored.content_type, kind=kind)
+        manifest = outputs_manifest(Path.cwd(), self.stage)
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        listed = json.loads(manifest.read_text()) if manifest.exists() else {}
+        listed[name or path.stem] = stored.key
+        manifest.write_text(json.dumps(listed, indent=1))
+        return stored
 
     @contextlib.contextmanager
     def stage_scope(self, desc: str | None = None) -> Iterator[RunContext]:
@@ -93,4 +142,5 @@ def init(
     sequence = SequenceCounter(Path(seq_path)) if seq_path else None
     events = RunEmitter(emitter, run_id, sequence=sequence, traceparent=traceparent,
                         epoch=lease_epoch)
-    return RunContext(run_id=run_id, stage=stage, idea=dict(idea or {}), events=events)
+    return RunContext(run_id=run_id, stage=stage, idea=dict(idea or {}), events=events,
+                      debug=not events_url)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -13,6 +15,10 @@ class Step:
     name: str
     notebook: str  # relative to the notebooks directory
     desc: str
+    # Values for the notebook's declared parameters beyond the run context the worker offers.
+    parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    timeout_s: float | None = None  # overrides STEP_TIMEOUT_S
+    cell_timeout_s: float | None = None  # overrides CELL_TIMEOUT_S
 
     def notebook_path(self, root: Path = NOTEBOOKS_DIR) -> Path:
         return root / self.notebook

@@ -113,6 +113,16 @@ class Settings(BaseSettings):
         False, description="true or false: accept events without credentials (migration only)"
     )
     work_dir: Path = Field(Path(".aisci/work"), description="where the worker executes steps")
+    step_timeout_s: float | None = Field(
+        None, gt=0, description="seconds one step notebook may run in all (unset: no limit)"
+    )
+    cell_timeout_s: float | None = Field(
+        None, gt=0, description="seconds one notebook cell may run (unset: no limit)"
+    )
+    kernel_start_timeout_s: float = Field(60, gt=0, description="seconds for a kernel to start")
+    live_notebook_s: float = Field(
+        60, gt=0, description="seconds between uploads of a running step's notebook"
+    )
 
     @model_validator(mode="before")
     @classmethod

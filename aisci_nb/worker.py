@@ -4,9 +4,9 @@ MongoDB is written directly for what the queue owns (claim, status, step records
 the lease epoch); everything else reaches the read model as CloudEvents through the control
 plane. Every executed notebook is uploaded, a failed one above all. One emitter serves the
 whole process: a control plane outage never stalls the work, the events wait in the spool.
-A re-claimed run skips its finished steps, gets their outputs back from the artifact store
-and goes on from there. A worker whose lease was taken over stops the kernel and writes and
-emits nothing more for that run.
+A re-claimed run skips its finished steps and goes on from there; their outputs reach the
+later steps as inputs, from the artifact store. A worker whose lease was taken over stops
+the kernel and writes and emits nothing more for that run.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from . import ideation, queue, resume
+from . import ideation, queue
 from .db import connect, ensure_indexes, utcnow
 from .emitter import Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
 from .failures import Failure, from_exception
@@ -39,10 +39,11 @@ from .pickup import Pickup
 from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
 from .queue_log import log_hand_back
 from .reaper import Reaper
-from .runner import StepControl, execute_step
+from .runner import Limits, StepError, StepHandle, StepResult, execute_step
 from .settings import Settings, WorkerMode, load_settings
 from .spool import Spool
-from .store import ArtifactStore, open_store
+from .stepio import fetch_inputs, read_outputs
+from .store import ArtifactStore, StorageError, StoredObject, open_store
 from .telemetry import gpu_name, gpu_sample
 from .tracing import new_trace_id, traceparent
 
@@ -59,13 +60,36 @@ def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return retrying(fn, *args, **kwargs)
 
 
+def off_main_thread(fn: Callable[[], T]) -> T:
+    """Run `fn` in a thread of its own and wait for it. nbclient takes SIGINT/SIGTERM over
+    (and resets them afterwards) when it runs in the main thread, and the worker keeps those
+    for its own shutdown; short joins keep the main thread's handlers running."""
+    if threading.current_thread() is not threading.main_thread():
+        return fn()
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="aisci-step", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 @dataclass
 class RunSession:
-    """One claimed document in this worker: its events, lease keeper and step control."""
+    """One claimed document in this worker: its events, its lease keeper, and why it must
+    stop (taken over, canceled, released at shutdown), if it must."""
 
     claim: queue.Claim
     events: RunEmitter | None  # None for an ideation request (its events carry no run)
-    control: StepControl
     lease: LeaseKeeper | None = None
     releasing: bool = False
 
@@ -81,20 +105,20 @@ class RunSession:
     def interrupted(self) -> bool:
         return self.lost or self.canceled is not None or self.releasing
 
+    def stop_reason(self) -> tuple[str, str] | None:
+        """(code, message) for the running step's `StepHandle.cancel`, if it must stop."""
+        if self.lost:
+            return "LEASE_LOST", "another worker took the run over"
+        if self.canceled is not None:
+            return "CANCELED", f"canceled by {self.canceled.get('by') or 'someone'}"
+        if self.releasing:
+            return "RELEASED", "the worker is shutting down; another one resumes the run"
+        return None
+
     def emit(self, event_type: str, **data: Any) -> None:
         """Emit for the run, unless the lease was taken over: then this worker says nothing."""
         if self.events is not None and not self.lost:
             self.events.emit(event_type, **data)
-
-    def drop(self, grace_s: float) -> None:
-        """The lease is gone (found by a write or a check of ours): stop everything."""
-        if self.lease is not None:
-            self.lease.lost.set()
-        self.control.stop(LOST, grace_s)
-
-    def release(self, grace_s: float) -> None:
-        self.releasing = True
-        self.control.stop("RELEASED", grace_s)
 
 
 @dataclass
@@ -108,6 +132,8 @@ class Worker:
     emitter: Emitter = field(init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _session: RunSession | None = field(default=None, init=False, repr=False)
+    _active: StepHandle | None = field(default=None, init=False, repr=False)
+    _active_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.emitter = Emitter(self._sink(), source=self.source, spool=Spool(
@@ -118,6 +144,48 @@ class Worker:
         key = self.settings.aisci_api_key
         return HttpSink(self.settings.control_plane_url, key.get_secret_value() if key else None,
                         hmac=self.settings.aisci_ingest_auth == "hmac")
+
+    @property
+    def active_step(self) -> StepHandle | None:
+        """The running step's handle (its kernel's pid, whether it was stopped), if any."""
+        with self._active_lock:
+            return self._active
+
+    def interrupt(self, code: str = "CANCELED", message: str = "the run was canceled") -> bool:
+        """Stop the running step from another thread (the seam for cancel, lease loss and
+        shutdown): its kernel is interrupted, then killed after `STOP_GRACE_S`, and the step
+        fails with `code`. Returns whether a step was running."""
+        handle = self.active_step
+        if handle is None:
+            return False
+        handle.cancel(code, message)
+        return True
+
+    def secret_values(self) -> list[str]:
+        """The credentials this worker holds; refused in parameters, kept out of notebooks."""
+        s = self.settings
+        found = [s.aisci_api_key, s.minio_secret_key, s.openai_api_key, s.anthropic_api_key,
+                 *s.ingest_api_keys]
+        return [v.get_secret_value() for v in found if v and v.get_secret_value()]
+
+    def kernel_env(self) -> dict[str, str]:
+        """The kernel's environment: how it gets credentials and the store, never through
+        parameters (which land in the executed notebook)."""
+        s = self.settings
+        env = dict(os.environ)
+        values: dict[str, Any] = {
+            API_KEY_ENV: s.aisci_api_key.get_secret_value() if s.aisci_api_key else None,
+            AUTH_MODE_ENV: s.aisci_ingest_auth,
+            "MINIO_ENDPOINT": s.minio_endpoint,
+            "MINIO_ACCESS_KEY": s.minio_access_key,
+            "MINIO_SECRET_KEY": (s.minio_secret_key.get_secret_value()
+                                 if s.minio_secret_key else None),
+            "MINIO_BUCKET": s.minio_bucket,
+            "MINIO_SECURE": str(s.minio_secure).lower(),
+            "ARTIFACTS_DIR": str(s.artifacts_dir.resolve()),
+        }
+        env.update({k: str(v) for k, v in values.items() if v is not None})
+        return env
 
     @property
     def pod_id(self) -> str:
@@ -161,7 +229,8 @@ class Worker:
         self._stopping.set()
         session = self._session
         if session is not None and not self.drain:
-            session.release(self.settings.stop_grace_s)
+            session.releasing = True
+            self.interrupt(*session.stop_reason())
 
     def claim(self) -> queue.Claim | None:
         for kind in self.kinds:
@@ -209,16 +278,19 @@ class Worker:
     def _open(self, claim: queue.Claim) -> RunSession:
         s = self.settings
         events = self._run_emitter(claim) if claim.kind is queue.RUNS else None
-        session = RunSession(claim, events, StepControl())
+        session = RunSession(claim, events)
+
+        def stop(_flag: dict | None = None) -> None:
+            self.interrupt(*session.stop_reason())
+
         session.lease = LeaseKeeper(
             self.db, claim, lease_s=s.lease_s, renew_s=s.lease_renew_s, check_s=s.cancel_check_s,
-            on_lost=lambda: session.control.stop(LOST, min(1.0, s.stop_grace_s)),
-            on_cancel=lambda _flag: session.control.stop("CANCELED", s.stop_grace_s),
+            on_lost=stop, on_cancel=stop,
             on_renew=lambda: session.emit("ai.run.heartbeat", **self._telemetry()),
         ).start()
         self._session = session
         if self._stopping.is_set() and not self.drain:
-            session.release(s.stop_grace_s)  # the signal came while we were claiming
+            session.releasing = True  # the signal came while we were claiming
         return session
 
     def _telemetry(self) -> dict[str, Any]:
@@ -259,16 +331,19 @@ class Worker:
         pod = {"id": self.pod_id, "gpu": gpu_name(), "region": self.settings.worker_region}
         if not with_db_retry(queue.set_status, self.db, claim, RunStatus.RUNNING,
                              {"startedAt": utcnow(), "pod": pod}):
-            session.drop(0)
+            session.lease.lost.set()
             return self._interrupted(session)
         session.emit("ai.run.started", pod_id=pod["id"], gpu=pod["gpu"], region=pod["region"])
         idea = self._idea(claim)
-        first = resume.restore(self.store, claim.run, self.steps, self._run_dir(claim) / "cwd")
-        if first:
-            log.info("run %s resumes at step %d of %d", run_id, first + 1, len(self.steps))
-        for step in self.steps[first:]:
+        finished = {name for name, record in (claim.run.get("steps") or {}).items()
+                    if record.get("status") == "COMPLETED"}
+        if finished:
+            log.info("run %s resumes after %s", run_id, ", ".join(sorted(finished)))
+        for step in self.steps:
             if session.interrupted:
                 break
+            if step.name in finished:
+                continue  # its outputs reach the later steps as their inputs
             failure = self._run_step(session, step, idea)
             self.emitter.adopt_orphans()  # what the step's kernel could not deliver
             if session.interrupted:
@@ -297,57 +372,103 @@ class Worker:
 
     def _run_step(self, session: RunSession, step: Step, idea: dict) -> Failure | None:
         claim = session.claim
+        events = session.events
         run_dir = self._run_dir(claim)
-        cwd = run_dir / "cwd"
         output = run_dir / "notebooks" / f"{step.name}.ipynb"
-        before = resume.snapshot(cwd)
+        key = step.artifact_key(claim.run_id)
         started_at = utcnow()
         if not with_db_retry(queue.record_step, self.db, claim, step.name, {
                 "status": "RUNNING", "startedAt": started_at, "completedAt": None,
                 "attempt": claim.run.get("attempt"), "epoch": claim.epoch, "pod": self.pod_id}):
-            session.drop(0)
+            session.lease.lost.set()
             return None
-        result = execute_step(
-            step.notebook_path(self.notebooks_dir),
-            output,
-            {
-                "run_id": claim.run_id,
-                "stage": step.name,
-                "idea": idea,
-                "events_url": self.settings.control_plane_url,
-                "event_source": self.source,
-                "seq_path": str(run_dir / "events.seq"),
-                "spool_dir": str(self.spool_dir),
-                "traceparent": session.events.traceparent,
-                "lease_epoch": claim.epoch,
-            },
-            cwd=cwd,
-            control=session.control,
-        )
-        if session.lost or not with_db_retry(queue.holds, self.db, claim):
-            session.drop(0)  # taken over: the notebook and outputs are the new holder's now
-            return result.error
-        outputs: dict[str, Any] = {}
-        if output.exists():
-            stored = self.store.put_file(step.artifact_key(claim.run_id), output)
-            outputs["notebook"] = stored.key
+
+        def registered(stored: StoredObject, **extra: Any) -> None:
             session.emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
                          sha256=stored.sha256, content_type=stored.content_type,
-                         kind="notebook")
-        if result.ok and (changed := resume.changed_files(cwd, before)):
-            outputs["files"] = resume.upload_outputs(self.store, claim.run_id, step.name, cwd,
-                                                     changed)
-        status = "COMPLETED" if result.ok else "FAILED"
-        if result.error and result.error.code in ("CANCELED", "RELEASED"):
-            status = result.error.code
-        with_db_retry(queue.finish_step, self.db, claim, step.name, {
+                         kind="notebook", **extra)
+
+        def publish(data: bytes) -> None:  # the running notebook, for the UI's live view
+            if not session.lost:  # a taken-over run's notebook is the new holder's
+                registered(self.store.put_bytes(key, data, "application/x-ipynb+json"),
+                           live=True)
+
+        try:
+            result = off_main_thread(
+                lambda: self._execute(session, step, idea, events, output, publish))
+        except StorageError as exc:  # the inputs could not be fetched
+            result, error = None, StepError("STORAGE_ERROR", str(exc))
+        if session.lost or not with_db_retry(queue.holds, self.db, claim):
+            session.lease.lost.set()  # taken over: the notebook and outputs are not ours
+            return None
+        outputs: dict[str, str] = {}
+        if result is not None:
+            error = result.error
+            if output.exists():
+                try:
+                    stored = self.store.put_file(key, output)
+                except Exception as exc:
+                    log.error("run %s: could not upload %s: %s", claim.run_id, key, exc)
+                    error = error or StepError(
+                        "STORAGE_ERROR", f"could not upload the executed notebook to {key}: "
+                                         f"{exc} (kept on the pod at {output})")
+                else:
+                    outputs["notebook"] = stored.key
+                    registered(stored)
+            outputs.update(read_outputs(run_dir / "cwd", step.name))
+        status = "COMPLETED" if error is None else "FAILED"
+        if error is not None and error.code in ("CANCELED", "RELEASED"):
+            status = error.code
+        record: dict[str, Any] = {
             "status": status, "startedAt": started_at, "completedAt": utcnow(),
-            "duration_s": round(result.duration_s, 3), "outputs": outputs,
-        })
-        if result.error and not result.error.stage:
-            return Failure(result.error.code, result.error.message, result.error.traceback,
-                           step.name)
-        return result.error
+            "duration_s": round(result.duration_s, 3) if result else 0.0, "outputs": outputs}
+        if error is not None:
+            record["error"] = {"code": error.code, "message": error.message,
+                               "cellIndex": error.cell_index, "cellId": error.cell_id}
+        with_db_retry(queue.finish_step, self.db, claim, step.name, record)
+        return replace(error, stage=step.name) if error and not error.stage else error
+
+    def _execute(self, session: RunSession, step: Step, idea: dict, events: RunEmitter,
+                 output: Path, publish: Callable[[bytes], None]) -> StepResult:
+        """The step's notebook with the earlier steps' outputs as inputs, stoppable through
+        `interrupt` while it runs."""
+        claim = session.claim
+        run_dir = self._run_dir(claim)
+        handle = StepHandle()
+        with self._active_lock:
+            self._active = handle
+        if (reason := session.stop_reason()) is not None:
+            handle.cancel(*reason)  # asked to stop just before this step began
+        try:
+            run = self.db.runs.find_one({"_id": claim.run_id}, {"steps": 1}) or {}
+            inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
+                                  run_dir / "inputs")
+            return execute_step(
+                step.notebook_path(self.notebooks_dir), output, step.parameters,
+                cwd=run_dir / "cwd",
+                offered={
+                    "run_id": claim.run_id, "stage": step.name, "idea": idea,
+                    "inputs": inputs or None,  # none yet: a step that needs them is refused
+                    "events_url": self.settings.control_plane_url,
+                    "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
+                    "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
+                    "lease_epoch": claim.epoch,
+                },
+                secrets=self.secret_values(), limits=self._limits(step), handle=handle,
+                on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
+                                                               **data),
+                publish=publish, publish_every_s=self.settings.live_notebook_s,
+                kernel_env=self.kernel_env(),
+            )
+        finally:
+            with self._active_lock:
+                self._active = None
+
+    def _limits(self, step: Step) -> Limits:
+        s = self.settings
+        return Limits(cell_timeout_s=step.cell_timeout_s or s.cell_timeout_s,
+                      step_timeout_s=step.timeout_s or s.step_timeout_s,
+                      start_timeout_s=s.kernel_start_timeout_s, cancel_grace_s=s.stop_grace_s)
 
     def _fail(self, session: RunSession, failure: Failure) -> str:
         """Re-queue a retryable failure while attempts are left, else fail the run for good."""
@@ -372,6 +493,9 @@ class Worker:
             # control plane logs it without touching the run.
             data = failure.event_data(claim.run_id)
             data.pop("run_id")
+            if isinstance(failure, StepError) and failure.cell_index is not None:
+                # where `aisci debug` opens the notebook
+                data.update(cell_index=failure.cell_index, cell_id=failure.cell_id)
             session.emit("ai.run.failed", **data)
         return done.status
 
@@ -469,11 +593,6 @@ def main(argv: list[str] | None = None, *, steps: tuple[Step, ...] = EXPERIMENT_
                  if v is not None}
     settings = load_settings(**overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if settings.aisci_api_key:
-        # The kernel inherits the environment: this is how it authenticates, with the key
-        # never written into a notebook parameter.
-        os.environ[API_KEY_ENV] = settings.aisci_api_key.get_secret_value()
-        os.environ[AUTH_MODE_ENV] = settings.aisci_ingest_auth
     db = connect(settings)
     with_db_retry(ensure_indexes, db)
     worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir,

@@ -134,9 +134,9 @@ def overlaps(by_key: dict[tuple, dict[int, tuple[float, float]]]) -> list[tuple]
 def test_kill_9_mid_step_never_loses_a_run_nor_runs_a_step_twice_at_once(
         stack: Stack, workers: Workers) -> None:
     book = stack.tmp / "ledger.ndjson"
-    idea = tick_idea(Stage_1={"ticks": 4, "tick_s": 0.1, "writes": "one.out"},
-                     Stage_2={"ticks": 4, "tick_s": 0.1, "requires": ["one.out"],
-                              "writes": "two.out"})
+    idea = tick_idea(Stage_1={"ticks": 4, "tick_s": 0.1, "writes": "one"},
+                     Stage_2={"ticks": 4, "tick_s": 0.1, "requires": [["Stage_1", "one"]],
+                              "writes": "two"})
     run_ids = [submit_hypothesis(stack.db, title=f"k{i}", idea=idea).run_id for i in range(20)]
     env = {"TEST_STEPS": "Stage_1,Stage_2", "AISCI_TEST_LEDGER": str(book), "MAX_ATTEMPTS": "10"}
     live = [workers.spawn(f"k{i}", env=env) for i in range(3)]
@@ -306,8 +306,9 @@ def test_cancel_a_running_run_stops_it_within_seconds(stack: Stack, workers: Wor
 def test_sigterm_releases_the_run_and_drain_finishes_it(stack: Stack, workers: Workers) -> None:
     book, go = stack.tmp / "ledger.ndjson", stack.tmp / "finish-now"
     run_id = submit_hypothesis(stack.db, title="shutdown", idea=tick_idea(
-        Stage_1={"ticks": 1, "writes": "one.out"},
-        Stage_2={"ticks": 600, "tick_s": 0.1, "requires": ["one.out"], "until": str(go)})).run_id
+        Stage_1={"ticks": 1, "writes": "one"},
+        Stage_2={"ticks": 600, "tick_s": 0.1, "requires": [["Stage_1", "one"]],
+                 "until": str(go)})).run_id
     env = {"TEST_STEPS": "Stage_1,Stage_2", "AISCI_TEST_LEDGER": str(book)}
     first = workers.spawn("leaving", env=env)
     wait_until(lambda: any(t["step"] == "Stage_2" for t in ledger(book)), 60, "Stage_2")

@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from ..db import connect, ensure_indexes
 from ..settings import Settings
 from ..store import S3Store, open_store
+from .artifacts import router as artifacts_router
 from .deps import State
 from .ingest import router as ingest_router
 from .metrics import IngestMetrics
@@ -38,8 +39,10 @@ def create_app(settings: Settings) -> FastAPI:
     metrics = IngestMetrics(db)
     app = FastAPI(title="aisci control plane")
     app.state.aisci = State(settings, db, projector, metrics)
+    app.state.store = open_store(settings)
     app.include_router(ingest_router)
     app.include_router(pages_router)
+    app.include_router(artifacts_router)
     app.include_router(runs_router)
 
     @app.get("/metrics", include_in_schema=False)

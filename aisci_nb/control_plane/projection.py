@@ -156,7 +156,7 @@ class Projector:
                 {"_id": run_id, "telemetrySeq": {"$not": {"$gte": order_key(last)}}},
                 {"$set": {"telemetry": telemetry, "telemetrySeq": order_key(last)}}))
 
-        latest_progress: dict[str, Event] = {}
+        progress: dict[str, list[Event]] = defaultdict(list)
         latest_metric: dict[tuple[str, str], Event] = {}
         stages_seen: dict[str, list[Event]] = defaultdict(list)
         for e in events:
@@ -174,7 +174,7 @@ class Projector:
                 case "ai.run.stage_started":
                     self._stage_started(run_id, e, base, batch)
                 case "ai.run.stage_progress":
-                    latest_progress[d["stage"]] = e
+                    progress[d["stage"]].append(e)
                 case "ai.run.stage_metric":
                     latest_metric[(d["stage"], d["name"])] = e
                 case "ai.run.stage_completed":
@@ -188,8 +188,8 @@ class Projector:
                         "_id": e.id, "runId": run_id, **{k: d.get(k) for k in (
                             "model", "provider", "step", "prompt_tokens", "completion_tokens",
                             "cost_usd")}, "timestamp": e.time}))
-        for e in latest_progress.values():
-            self._progress(run_id, e, base, batch)
+        for stage_progress in progress.values():
+            self._progress(run_id, stage_progress, base, batch)
         for (stage, name), e in latest_metric.items():
             key = f"{_safe(stage)}.{_safe(name)}"
             batch.add("runs", UpdateOne(
@@ -237,16 +237,22 @@ class Projector:
         _merge(base, "$min", f"stageTiming.{stage}.startedAt", e.time, min)
         _merge(base, "$max", f"stageState.{stage}.progress", 0.0, max)
 
-    def _progress(self, run_id: str, e: Event, base: dict, batch: _Batch) -> None:
-        """Per-stage counters from the newest progress event; progress itself only grows."""
-        d = e.data
+    def _progress(self, run_id: str, events: list[Event], base: dict, batch: _Batch) -> None:
+        """Per-stage counters from the newest progress event that has counters; progress
+        itself only grows. The worker's cells-done reports carry progress alone, so they
+        never hide the notebook's counters, whichever arrives first."""
+        state = f"stageState.{events[0].data['stage']}"
+        _merge(base, "$max", f"{state}.progress", max(e.data["progress"] for e in events), max)
+        counted = [e for e in events if _PROGRESS_FIELDS.keys() & e.data.keys()]
+        if not counted:
+            return
+        e = max(counted, key=order_key)
         key = order_key(e)
-        state = f"stageState.{d['stage']}"
-        counters = {f"{state}.{dst}": d[src] for src, dst in _PROGRESS_FIELDS.items() if src in d}
+        counters = {f"{state}.{dst}": e.data[src]
+                    for src, dst in _PROGRESS_FIELDS.items() if src in e.data}
         batch.add("runs", UpdateOne(
             {"_id": run_id, f"{state}.progressSeq": {"$not": {"$gte": key}}},
             {"$set": {**counters, f"{state}.progressSeq": key}}))
-        _merge(base, "$max", f"{state}.progress", d["progress"], max)
 
     def _stage_completed(self, e: Event, base: dict) -> None:
         d = e.data
