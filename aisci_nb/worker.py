@@ -50,6 +50,7 @@ from .tracing import new_trace_id, traceparent
 log = logging.getLogger("aisci.worker")
 T = TypeVar("T")
 LOST = "LOST"  # what `process` answers for a run whose lease was taken over
+LOST_CODE = "LEASE_LOST"  # a step stopped because of it
 
 
 def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -108,7 +109,7 @@ class RunSession:
     def stop_reason(self) -> tuple[str, str] | None:
         """(code, message) for the running step's `StepHandle.cancel`, if it must stop."""
         if self.lost:
-            return "LEASE_LOST", "another worker took the run over"
+            return LOST_CODE, "another worker took the run over"
         if self.canceled is not None:
             return "CANCELED", f"canceled by {self.canceled.get('by') or 'someone'}"
         if self.releasing:
@@ -398,7 +399,8 @@ class Worker:
                 lambda: self._execute(session, step, idea, events, output, publish))
         except StorageError as exc:  # the inputs could not be fetched
             result, error = None, StepError("STORAGE_ERROR", str(exc))
-        if session.lost or not with_db_retry(queue.holds, self.db, claim):
+        lost = result is not None and result.error is not None and result.error.code == LOST_CODE
+        if lost or session.lost or not with_db_retry(queue.holds, self.db, claim):
             session.lease.lost.set()  # taken over: the notebook and outputs are not ours
             return None
         outputs: dict[str, str] = {}
