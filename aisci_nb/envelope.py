@@ -59,15 +59,14 @@ class Event:
     def run_id(self) -> str | None:
         return self.data.get("run_id")
 
-    def to_json(self) -> dict[str, Any]:
-        """The structured-mode JSON form, with the per-run order as top-level `sequence`."""
+    def _fields(self, time: Any) -> dict[str, Any]:
         out: dict[str, Any] = {
             "specversion": "1.0",
             "id": self.id,
             "source": self.source,
             "type": self.type,
             "subject": self.subject,
-            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "time": time,
             "datacontenttype": "application/json",
             "data": self.data,
         }
@@ -79,20 +78,13 @@ class Event:
             out["leaseepoch"] = self.epoch
         return out
 
+    def to_json(self) -> dict[str, Any]:
+        """The structured-mode JSON form, with the per-run order as top-level `sequence`."""
+        return self._fields(self.time.isoformat().replace("+00:00", "Z"))
+
     def to_line(self) -> bytes:
         """One NDJSON line, as the emitter spools and sends it."""
-        out: dict[str, Any] = {
-            "specversion": "1.0", "id": self.id, "source": self.source, "type": self.type,
-            "subject": self.subject, "time": self.time,
-            "datacontenttype": "application/json", "data": self.data,
-        }
-        if self.seq is not None:
-            out["sequence"] = self.seq
-        if self.traceparent:
-            out["traceparent"] = self.traceparent
-        if self.epoch is not None:
-            out["leaseepoch"] = self.epoch
-        return orjson.dumps(out, default=_plain, option=orjson.OPT_UTC_Z
+        return orjson.dumps(self._fields(self.time), default=_plain, option=orjson.OPT_UTC_Z
                             | orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
 
 
