@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint services-up services-down bench docs clean
+.PHONY: install demo test lint system-deps services-up services-down bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,10 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+system-deps:
+	bash scripts/system-deps.sh
+
+test: install lint system-deps
 	$(BIN)/pytest -q tests
 	$(BIN)/pytest -q --nbval-lax notebooks/
 

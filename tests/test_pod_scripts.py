@@ -22,7 +22,7 @@ from aisci_nb.settings import Settings
 from .conftest import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["init_runpod.sh", "start_worker.sh", ".ci/run"]
+SCRIPTS = ["init_runpod.sh", "start_worker.sh", ".ci/run", "scripts/system-deps.sh"]
 POD_FILES = ["init_runpod.sh", "start_worker.sh", "environment.yml", "pyproject.toml",
              "worker.py"]
 POD_VARIABLES = ["MONGODB_URL", "CONTROL_PLANE_URL", "AISCI_API_KEY", "MINIO_ENDPOINT",
@@ -49,7 +49,7 @@ def checkout(tmp_path: Path) -> Path:
 
 def test_scripts_are_shellcheck_clean() -> None:
     if shutil.which("shellcheck") is None:
-        pytest.fail("shellcheck is not installed: apt-get install shellcheck (.ci/run does)")
+        pytest.fail("shellcheck is not installed: make test installs it (scripts/system-deps.sh)")
     proc = subprocess.run(["shellcheck", *SCRIPTS], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
 
@@ -79,7 +79,7 @@ def require_tex() -> None:
     missing = [t for t in ("pdflatex", "bibtex", "pdftotext") if shutil.which(t) is None]
     if missing:  # --skip-satisfied would run apt-get from a test otherwise
         pytest.fail(f"{', '.join(missing)} missing: apt-get install texlive-latex-base "
-                    "poppler-utils (.ci/run does)")
+                    "poppler-utils (make test does: scripts/system-deps.sh)")
 
 
 def test_init_names_each_missing_variable_and_starts_nothing(checkout: Path) -> None:

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Debian packages the tests need: shellcheck (the pod scripts are linted), TeX and poppler
+# (aisci doctor compiles a document; init_runpod.sh --skip-satisfied expects them on PATH).
+# Installs only what is missing; as root directly, otherwise through sudo.
+set -euo pipefail
+missing=()
+command -v shellcheck >/dev/null || missing+=(shellcheck)
+command -v pdflatex >/dev/null || missing+=(texlive-latex-base)
+command -v pdftotext >/dev/null || missing+=(poppler-utils)
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then
+    sudo=()
+elif command -v sudo >/dev/null; then
+    sudo=(sudo)
+else
+    echo "missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
