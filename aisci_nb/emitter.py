@@ -80,10 +80,6 @@ class SequenceCounter:
             self._write(value)
         return value
 
-    def current(self) -> int:
-        with self._locked():
-            return self._read()
-
     def close(self) -> None:
         self._map.close()
         os.close(self._fd)

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aisci_nb.control_plane import create_app
+from aisci_nb.control_plane.readmodel import metric_series, node_states
 from aisci_nb.emitter import sign
 from aisci_nb.envelope import make_event, new_ulid
 from aisci_nb.idea import example_idea
@@ -114,6 +115,17 @@ def test_out_of_order_batches_project_like_in_order(stack: Stack) -> None:
         got = projected(stack, run_id)
         for part in expected:
             assert got[part] == expected[part], f"seed {seed}: {part}"
+        # What is derived from the event log is as exact as what is projected.
+        assert node_states(stack.db, run_id) == [
+            {**n, "run_id": run_id} for n in node_states(stack.db, in_order)]
+        series = metric_series(stack.db, run_id)["Stage_2"]["val.acc"]
+        assert [p["value"] for p in series] == [0.1, 0.2, 0.3, 0.4, 0.5]
+
+    nodes = node_states(stack.db, in_order, stage="Stage_1")
+    assert [n["node_id"] for n in nodes] == [f"Stage_1-n{i}" for i in range(1, 6)]
+    assert nodes[0]["last_event"] == "ai.node.completed" and nodes[0]["metric"] == 0.1
+    page = httpx.get(f"{stack.control_plane_url}/runs/{in_order}").text
+    assert "Stage_1-n5" in page and "0.1, 0.2, 0.3, 0.4, 0.5" in page
 
 
 def test_the_same_batch_from_four_clients_is_stored_once(stack: Stack) -> None:

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 from ..catalog import label
 from ..lifecycle import RunStatus
 from .deps import State, StateDep
+from .readmodel import metric_series, node_states
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["event_label"] = label
@@ -46,5 +47,7 @@ def run_detail(run_id: str, request: Request, state: StateDep) -> HTMLResponse:
     artifacts = list(state.db.artifacts.find({"runId": run_id}).sort("key", 1))
     return templates.TemplateResponse(request, "run.html", {
         "run": run, "hypothesis": hypothesis, "stages": stages, "events": events,
-        "artifacts": artifacts, "unauthenticated": state.settings.ingest_allow_unauthenticated,
+        "artifacts": artifacts, "series": metric_series(state.db, run_id),
+        "nodes": node_states(state.db, run_id),
+        "unauthenticated": state.settings.ingest_allow_unauthenticated,
     })
