@@ -92,7 +92,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
         anthropic = self.path.endswith("/messages")
         # Anthropic's key travels as x-api-key (recent SDKs send a bearer token instead).

@@ -10,7 +10,7 @@ import pytest
 from genai_prices import Usage as PriceUsage
 from genai_prices import calc_price
 
-from aisci_nb.failures import LLM_CODES, RETRYABLE_CODES, code_for
+from aisci_nb.contract.failures import LLM_CODES, RETRYABLE_CODES, code_for
 from aisci_nb.research.llm import (
     LLM,
     BudgetExceeded,
@@ -196,7 +196,7 @@ def test_llm_for_emits_usage_per_call(tmp_path: Path, monkeypatch) -> None:
     expected = cost_usd("gpt-5-mini", Usage(1000, 200, 400))[0]
     assert usage[0]["cost_usd"] == pytest.approx(expected)
     assert usage[1]["cost_usd"] > 0 and usage[0]["latency_s"] >= 0
-    from aisci_nb.catalog import validate_data
+    from aisci_nb.contract.catalog import validate_data
 
     for u in usage:
         validate_data("ai.llm.usage", {"run_id": "r", **u})
