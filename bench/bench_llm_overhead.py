@@ -24,14 +24,14 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.llm_server
 
-from aisci_nb.events.emitter import Emitter, RunEmitter, SequenceCounter  # noqa: E402
-from aisci_nb.events.spool import Spool  # noqa: E402
-from aisci_nb.research.llm import Message  # noqa: E402
-from aisci_nb.research.llm.ledger import Budget, Ledger  # noqa: E402
-from aisci_nb.research.llm.routing import build_llm  # noqa: E402
-from aisci_nb.research.llm.usage import UsageMeter  # noqa: E402
-from aisci_nb.settings import LLMSettings  # noqa: E402
-from tests.llm_server import KEY, llm_server  # noqa: E402
+from aisci_nb.events.emitter import Emitter, RunEmitter, SequenceCounter
+from aisci_nb.events.spool import Spool
+from aisci_nb.research.llm import Message
+from aisci_nb.research.llm.ledger import Budget, Ledger
+from aisci_nb.research.llm.routing import build_llm
+from aisci_nb.research.llm.usage import UsageMeter
+from aisci_nb.settings import LLMSettings
+from tests.llm_server import KEY, llm_server
 
 
 class NullSink:
