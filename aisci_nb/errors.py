@@ -3,7 +3,10 @@
     AisciError
     ├── ParameterError      a notebook parameter is unknown, missing, ill-typed or a secret
     ├── MissingInput        `ctx.input(step, name)` names an output no earlier step produced
-    └── InvalidMetric       `ctx.metric` got a value the event contract cannot carry
+    ├── InvalidMetric       `ctx.metric` got a value the event contract cannot carry
+    └── LLMError            the LLM layer (research/llm/errors.py): LLMAuthError,
+                            LLMBadRequest, LLMUnavailable, LLMTimeout, LLMConfigError,
+                            BudgetExceeded, ScriptMissing — each with its failure code
 
 Each also derives from the builtin its callers used to catch (ValueError, LookupError...),
 so moving them here changed no `except` clause.

@@ -4,8 +4,10 @@ the user reads `LLM_AUTH` rather than a provider SDK's exception name."""
 
 from __future__ import annotations
 
+from ...errors import AisciError
 
-class LLMError(Exception):
+
+class LLMError(AisciError):
     """Root of every error the LLM layer raises."""
 
     code = "LLM_ERROR"

@@ -22,10 +22,10 @@ from aisci_nb.research.llm import Usage
 from aisci_nb.research.llm.pricing import cost_usd
 from aisci_nb.worker.telemetry import gpu_name
 
-from .conftest import ROOT, Stack
+from ..conftest import ROOT, Stack
 
-NOTEBOOKS = Path(__file__).parent / "notebooks"
-SCRIPT = Path(__file__).parent / "llm_scripts" / "usage.json"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+SCRIPT = Path(__file__).resolve().parents[1] / "llm_scripts" / "usage.json"
 OPENAI_KEY = "sk-test-openai-key-never-to-be-seen"
 USAGE = {"ideation": ("gpt-5-mini", Usage(1000, 200, 400)),
          "code": ("claude-sonnet-4-5", Usage(2000, 500, 0)),
@@ -155,6 +155,7 @@ def test_budget_spent_before_a_resume_holds_on_a_fresh_pod(stack: Stack) -> None
     proc = run_pipeline(stack, LLM_BUDGET_USD="0.5")
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = stack.db.runs.find_one({"_id": sub.run_id})
-    assert run["errorType"] == "BUDGET_EXCEEDED" and run["steps"]["Stage_1"]["status"] == "FAILED"
+    assert run["errorType"] == "BUDGET_EXCEEDED", run.get("errorTraceback")
+    assert run["steps"]["Stage_1"]["status"] == "FAILED"
     assert "$0.7500" in run["errorMessage"]
     assert stack.db.events.count_documents({"runId": sub.run_id, "type": "ai.llm.usage"}) == 0
