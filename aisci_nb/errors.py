@@ -12,7 +12,10 @@
     ├── StepStopped       a stop was requested between cells (control flow of the runtime)
     ├── IdeationError     an ideation request cannot be served
     ├── ServiceError      a local service could not be started or found
-    └── DebugError        `aisci debug` cannot prepare the workspace
+    ├── DebugError        `aisci debug` cannot prepare the workspace
+    └── LLMError          the LLM layer (research/llm/errors.py): LLMAuthError, LLMBadRequest,
+                          LLMUnavailable, LLMTimeout, LLMConfigError, BudgetExceeded,
+                          ScriptMissing — each with its failure code
 
 Each also derives from the builtin its callers caught before there was a root (ValueError,
 RuntimeError, LookupError), so no `except` clause changed meaning. The class names are part

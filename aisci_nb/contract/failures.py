@@ -23,12 +23,31 @@ class FailureCode(StrEnum):
     LEASE_LOST = "LEASE_LOST"  # another worker took the run over
     CANCELED = "CANCELED"
     RELEASED = "RELEASED"  # the worker shut down; another one resumes the run
+    # The LLM layer's (research/llm/errors.py)
+    LLM_ERROR = "LLM_ERROR"
+    LLM_AUTH = "LLM_AUTH"  # a bad key: fails fast
+    LLM_BAD_REQUEST = "LLM_BAD_REQUEST"  # an unknown model or a refused request
+    LLM_UNAVAILABLE = "LLM_UNAVAILABLE"  # the provider stayed down through the retries
+    LLM_TIMEOUT = "LLM_TIMEOUT"
+    LLM_CONFIG = "LLM_CONFIG"
+    LLM_SCRIPT_MISSING = "LLM_SCRIPT_MISSING"  # the offline script covers no such call
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"  # LLM_BUDGET_USD or LLM_STEP_BUDGET_USD crossed
 
 
 OOM_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "OOMError"})
 TIMEOUT_NAMES = frozenset({"TimeoutError", "CellTimeoutError", "TIMEOUT"})
 STORAGE_NAMES = frozenset({"StorageError"})  # the store's, also when raised in a kernel
-RETRYABLE_CODES = frozenset({FailureCode.TIMEOUT})
+# The LLM layer's errors (aisci_nb.research.llm.errors), raised in kernels: their codes.
+LLM_CODES = {
+    "LLMError": FailureCode.LLM_ERROR, "LLMAuthError": FailureCode.LLM_AUTH,
+    "LLMBadRequest": FailureCode.LLM_BAD_REQUEST, "LLMUnavailable": FailureCode.LLM_UNAVAILABLE,
+    "LLMTimeout": FailureCode.LLM_TIMEOUT, "LLMConfigError": FailureCode.LLM_CONFIG,
+    "BudgetExceeded": FailureCode.BUDGET_EXCEEDED,
+    "ScriptMissing": FailureCode.LLM_SCRIPT_MISSING,
+}
+# A provider outage may be over by the next attempt; a bad key or a spent budget is not.
+RETRYABLE_CODES = frozenset({FailureCode.TIMEOUT, FailureCode.LLM_UNAVAILABLE,
+                             FailureCode.LLM_TIMEOUT})
 MAX_TRACEBACK = 64 * 1024  # an event must stay small; the notebook keeps the whole story
 
 
@@ -55,14 +74,14 @@ class Failure:
 
 def code_for(exception_name: str) -> str:
     """CUDA OOM and MemoryError → OOMError; timeouts → TIMEOUT; storage → STORAGE_ERROR;
-    else the exception's name."""
+    the LLM layer's errors → their codes (LLM_AUTH, BUDGET_EXCEEDED, ...); else the name."""
     if exception_name in OOM_NAMES:
         return FailureCode.OOM
     if exception_name in TIMEOUT_NAMES:
         return FailureCode.TIMEOUT
     if exception_name in STORAGE_NAMES:
         return FailureCode.STORAGE_ERROR
-    return exception_name
+    return LLM_CODES.get(exception_name, exception_name)
 
 
 def from_exception(exc: BaseException, stage: str | None = None) -> Failure:

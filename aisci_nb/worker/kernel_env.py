@@ -6,21 +6,31 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from pathlib import Path
+
 from ..contract.runinfo import API_KEY_ENV, AUTH_MODE_ENV
-from ..settings import Settings
+from ..settings import LLMSettings, Settings
+from .usage import LEDGER_ENV, LEDGER_FILE
 
 
 def secret_values(s: Settings) -> list[str]:
     """The credentials this worker holds; refused in parameters, kept out of notebooks."""
     found = [s.aisci_api_key, s.minio_secret_key, s.openai_api_key, s.anthropic_api_key,
-             *s.ingest_api_keys]
+             s.llm_api_key, *s.ingest_api_keys]
     return [v.get_secret_value() for v in found if v and v.get_secret_value()]
 
 
-def kernel_env(s: Settings) -> dict[str, str]:
-    """The kernel's environment: how it gets credentials and the store, never through
-    parameters (which land in the executed notebook)."""
+def kernel_env(s: Settings, run_dir: Path | None = None) -> dict[str, str]:
+    """The kernel's environment: how it gets credentials, the store and the LLM settings
+    (with the run's LLM ledger), never through parameters (which land in the executed
+    notebook)."""
     env = dict(os.environ)
+    llm = s.model_dump(include=set(LLMSettings.model_fields), exclude_none=True)
+    env.update({k.upper(): (v.get_secret_value() if hasattr(v, "get_secret_value")
+                            else str(v).lower() if isinstance(v, bool) else str(v))
+                for k, v in llm.items()})
+    if run_dir is not None:
+        env[LEDGER_ENV] = str(run_dir / LEDGER_FILE)
     values: dict[str, Any] = {
         API_KEY_ENV: s.aisci_api_key.get_secret_value() if s.aisci_api_key else None,
         AUTH_MODE_ENV: s.aisci_ingest_auth,

@@ -19,7 +19,9 @@ from ..queue.queue_log import log_hand_back
 from ..runtime.execute import StepError
 from . import ideation
 from .session import RunSession
+from .step import run_dir
 from .telemetry import gpu_name
+from .usage import seed_ledger
 
 if TYPE_CHECKING:
     from .loop import Worker
@@ -40,6 +42,7 @@ def carry(w: Worker, session: RunSession) -> Outcome:
         return interrupted(w, session)
     session.emit("ai.run.started", pod_id=pod["id"], gpu=pod["gpu"], region=pod["region"])
     idea = load_idea(w, claim)
+    seed_ledger(claim.run, run_dir(w.settings, claim))  # the LLM budget spans steps and pods
     finished = {name for name, record in (claim.run.get("steps") or {}).items()
                 if record.get("status") == StepStatus.COMPLETED}
     if finished:

@@ -28,6 +28,8 @@ from ..runtime.execute import Limits, StepError, StepHandle, StepResult, execute
 from ..settings import Settings
 from ..storage.store import ArtifactStore, StorageError, StoredObject
 from .kernel_env import kernel_env, secret_values
+from .telemetry import gpu_name
+from .usage import record_gpu_time
 from .pipelines import Step
 from .session import RunSession
 from .stepio import fetch_inputs, read_outputs
@@ -116,6 +118,8 @@ class StepRunner:
         outputs: dict[str, str] = {}
         if result is not None:
             error = self._collect(session, step, result, output, outputs)
+            with_db_retry(record_gpu_time, self.db, claim, step.name, result.duration_s,
+                          gpu_name())
         return self._finish(session, step, started_at, result, error, outputs)
 
     def _publisher(self, session: RunSession, step: Step) -> Callable[[bytes], None]:
@@ -188,7 +192,7 @@ class StepRunner:
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
                                                                **data),
                 publish=publish, publish_every_s=self.settings.live_notebook_s,
-                kernel_env=kernel_env(self.settings),
+                kernel_env=kernel_env(self.settings, where),
             )
         finally:
             with self._active_lock:
