@@ -4,9 +4,8 @@ store's coordinates, through its environment, so they never land in an executed 
 from __future__ import annotations
 
 import os
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from ..contract.runinfo import API_KEY_ENV, AUTH_MODE_ENV
 from ..settings import LLMSettings, Settings

@@ -28,11 +28,11 @@ from ..runtime.execute import Limits, StepError, StepHandle, StepResult, execute
 from ..settings import Settings
 from ..storage.store import ArtifactStore, StorageError, StoredObject
 from .kernel_env import kernel_env, secret_values
-from .telemetry import gpu_name
-from .usage import record_gpu_time
 from .pipelines import Step
 from .session import RunSession
 from .stepio import fetch_inputs, read_outputs
+from .telemetry import gpu_name
+from .usage import record_gpu_time
 
 log = logging.getLogger("aisci.worker")
 T = TypeVar("T")
