@@ -9,7 +9,7 @@ from pymongo.database import Database
 
 from .db import new_id, utcnow
 from .envelope import make_event
-from .eventlog import finish_batch, insert_events
+from .eventlog import insert_events
 from .queue import new_run_document
 
 
@@ -42,5 +42,5 @@ def submit_hypothesis(
         source=f"cli://{socket.gethostname()}", seq=1,
     )
     # The run document already says what this event would project; store it as projected.
-    finish_batch(db, insert_events(db, [event]))
+    insert_events(db, [event], durable=True)
     return Submitted(hypothesis["_id"], run["_id"])
