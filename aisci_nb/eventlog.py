@@ -29,7 +29,7 @@ from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
 from .db import utcnow
-from .envelope import Event
+from .envelope import Event, InvalidEvent, check_storable
 
 DUPLICATE_KEY = 11000
 
@@ -41,6 +41,7 @@ class InsertOutcome:
     duplicates: list[int] = field(default_factory=list)  # positions in the input
     stale: list[Event] = field(default_factory=list)  # stored, not projected: an old lease epoch
     projection_errors: dict[int, str] = field(default_factory=dict)  # position -> reason
+    unstorable: dict[int, str] = field(default_factory=dict)  # position -> reason: not stored
 
 
 def fast(db: Database, name: str) -> Collection:
@@ -92,26 +93,46 @@ def insert_events(db: Database, events: list[Event], stale: Iterable[int] = (), 
     if not events:
         return outcome
     old = set(stale)
-    failed: set[int] = set()
     now = utcnow()
+    coll = db.events if durable else fast(db, "events")
+    docs = [event_document(e, i in old, now) for i, e in enumerate(events)]
     try:
-        coll = db.events if durable else fast(db, "events")
-        coll.insert_many(
-            [event_document(e, i in old, now) for i, e in enumerate(events)], ordered=False)
-    except BulkWriteError as exc:
-        for err in exc.details.get("writeErrors", []):
-            if err.get("code") != DUPLICATE_KEY:
-                raise
-            failed.add(err["index"])
+        failed = _insert(coll, docs, range(len(docs)))
+    except OverflowError:  # an integer beyond 64 bits somewhere: find it, store the rest
+        for i, e in enumerate(events):
+            try:
+                check_storable(e.data)
+            except InvalidEvent as exc:
+                outcome.unstorable[i] = str(exc)
+        failed = _insert(coll, docs, [i for i in range(len(docs))
+                                      if i not in outcome.unstorable])
     outcome.duplicates = sorted(failed)
-    outcome.inserted = len(events) - len(failed)
+    outcome.inserted = len(events) - len(failed) - len(outcome.unstorable)
     seen: set[tuple[str, str]] = set()
     for i, e in enumerate(events):
-        if (e.source, e.id) in seen:
+        if (e.source, e.id) in seen or i in outcome.unstorable:
             continue  # the same event twice in one request: projected once
         seen.add((e.source, e.id))
         (outcome.stale if i in old else outcome.stored).append(e)
     return outcome
+
+
+def _insert(coll: Collection, docs: list[dict[str, Any]], positions: Iterable[int]
+            ) -> set[int]:
+    """Insert the documents at `positions`; returns the positions that were duplicates."""
+    positions = list(positions)
+    if not positions:
+        return set()
+    try:
+        coll.insert_many([docs[i] for i in positions], ordered=False)
+    except BulkWriteError as exc:
+        failed = set()
+        for err in exc.details.get("writeErrors", []):
+            if err.get("code") != DUPLICATE_KEY:
+                raise
+            failed.add(positions[err["index"]])
+        return failed
+    return set()
 
 
 def mark_projection_error(db: Database, event: Event, reason: str) -> None:

@@ -530,3 +530,18 @@ def test_two_control_plane_processes_project_one_run_identically(stack: Stack) -
                 assert got[part] == expected[part], f"seed {seed}: {part}"
     finally:
         stop_pid(second.pid)
+
+
+def test_an_integer_beyond_64_bits_is_refused_by_line(stack: Stack) -> None:
+    """orjson reads 2**63 as an int that BSON cannot store: the line is refused, the rest of
+    the batch is stored (the check runs only when encoding the batch fails)."""
+    run_id = submit_hypothesis(stack.db, title="big int", idea=example_idea()).run_id
+    huge = _log(run_id, seq=3)
+    huge["data"]["kv"] = {"n": 2**63}
+    body = post(stack, [_log(run_id, seq=2), huge, _log(run_id, seq=4)])
+    assert (body["accepted"], body["invalid"]) == (2, 1)
+    assert body["invalid_lines"][0]["line"] == 2
+    assert "64-bit" in body["invalid_lines"][0]["reason"]
+    one = httpx.post(f"{stack.control_plane_url}/api/ingest/event",
+                     json={**huge, "id": new_ulid()}, headers=AUTH)
+    assert one.status_code == 422 and "64-bit" in one.json()["detail"]

@@ -84,7 +84,7 @@ def _store(state: State, events: list[Event]) -> InsertOutcome:
         raise HTTPException(503, f"database unavailable, retry later ({type(exc).__name__})",
                             headers={"Retry-After": "5"}) from None
     m = state.metrics
-    dup = set(outcome.duplicates)
+    dup = set(outcome.duplicates) | set(outcome.unstorable)
     for event_type, n in Counter(e.type for i, e in enumerate(events) if i not in dup).items():
         m.events.labels(event_type).inc(n)
     m.duplicates.inc(len(outcome.duplicates))
@@ -113,6 +113,9 @@ def _one(state: State, headers: dict[str, str], media: str, body: bytes) -> JSON
         state.metrics.invalid.inc()
         return JSONResponse({"detail": str(exc)}, status_code=422)
     outcome = _store(state, [event])
+    if outcome.unstorable:
+        state.metrics.invalid.inc()
+        return JSONResponse({"detail": outcome.unstorable[0]}, status_code=422)
     status = "duplicate" if outcome.duplicates else "stale" if outcome.stale else "accepted"
     reply: dict[str, Any] = {"status": status, "id": event.id}
     if event.warnings:
@@ -172,9 +175,12 @@ def ingest_batch_sync(state: State, media: str, body: bytes) -> dict[str, Any]:
             events.append(parsed)
             lines.append(number)
     outcome = _store(state, events)
+    if outcome.unstorable:
+        invalid += [{"line": lines[i], "reason": r} for i, r in outcome.unstorable.items()]
+        invalid.sort(key=lambda item: item["line"])
     state.metrics.invalid.inc(len(invalid))
     return {
-        "accepted": len(events) - len(outcome.duplicates),
+        "accepted": len(events) - len(outcome.duplicates) - len(outcome.unstorable),
         "duplicate": len(outcome.duplicates),
         "invalid": len(invalid),
         "stale": len(outcome.stale),
