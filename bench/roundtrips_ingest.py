@@ -41,8 +41,8 @@ class Commands(monitoring.CommandListener):
 def main() -> None:
     listener = Commands()
     monitoring.register(listener)
-    from aisci_nb.control_plane import create_app
-    from aisci_nb.queue import new_run_document
+    from aisci_nb.control_plane.app import create_app
+    from aisci_nb.queue.claims import new_run_document
 
     with private_mongod("rt") as (url, root):
         settings = Settings(_env_file=None, mongodb_url=url, ingest_api_keys="k",

@@ -17,10 +17,10 @@ from cloudevents.core.bindings.http import HTTPMessage, from_binary
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from aisci_nb import cesdk
-from aisci_nb.catalog import CATALOG
+from aisci_nb.contract import cesdk
+from aisci_nb.contract.catalog import CATALOG
+from aisci_nb.contract.envelope import Event, make_event, parse_event
 from aisci_nb.control_plane.ingest import BATCH, split_batch
-from aisci_nb.envelope import Event, make_event, parse_event
 
 RUN = {"run_id": "run-1"}
 STAGE = {**RUN, "stage": "Stage_1"}

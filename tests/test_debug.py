@@ -17,9 +17,9 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from aisci_nb.idea import example_idea
-from aisci_nb.services import pid_alive, stop_pid
-from aisci_nb.submit import submit_hypothesis
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.ops.services import pid_alive, stop_pid
+from aisci_nb.queue.submit import submit_hypothesis
 
 from .conftest import API_KEY, ROOT, S3_SECRET, Stack
 from .test_runtime import PIPELINE_1, PIPELINE_2, cell_with_label, run_steps
@@ -67,7 +67,7 @@ def failed_run(stack: Stack) -> dict:
 
 
 def aisci(stack: Stack, *args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "aisci_nb.cli", *args],
+    return subprocess.Popen([sys.executable, "-m", "aisci_nb.ops.cli", *args],
                             env={**os.environ, **stack.env}, cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -85,9 +85,9 @@ def test_debug_workspace_reproduces_the_failure(stack: Stack, failed_run: dict) 
 
     nb = nbformat.read(notebook, as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata["tags"])
-    assert "events_url = None" in injected.source and "seq_path = None" in injected.source
+    assert '"events_url": None' in injected.source and '"seq_path": None' in injected.source
     assert str(local_data) in injected.source
-    assert f'run_id = "{run_id}"' in injected.source
+    assert f'"run_id": "{run_id}"' in injected.source
     assert all(c.get("id") for c in nb.cells)
 
     # Re-executing the prepared notebook reproduces the same exception, in the same cell.

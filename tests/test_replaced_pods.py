@@ -14,11 +14,11 @@ import json
 import httpx
 import pytest
 
+from aisci_nb.contract.envelope import InvalidEvent, new_ulid, parse_event
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.contract.tolerant import metric_number
 from aisci_nb.control_plane.readmodel import metric_series, node_states
-from aisci_nb.envelope import InvalidEvent, new_ulid, parse_event
-from aisci_nb.idea import example_idea
-from aisci_nb.submit import submit_hypothesis
-from aisci_nb.tolerant import metric_number
+from aisci_nb.queue.submit import submit_hypothesis
 
 from .conftest import API_KEY, Stack
 

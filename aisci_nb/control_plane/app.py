@@ -8,12 +8,12 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..db import connect, ensure_indexes
-from ..eventlog import migrate_event_ids
 from ..settings import Settings
-from ..store import S3Store, open_store
+from ..storage.store import S3Store, open_store
 from .artifacts import router as artifacts_router
 from .bodylimit import IngestBodyLimit
 from .deps import State
+from .eventlog import migrate_event_ids
 from .ingest import router as ingest_router
 from .metrics import IngestMetrics
 from .pages import router as pages_router

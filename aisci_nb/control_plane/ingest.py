@@ -21,11 +21,11 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from starlette.concurrency import run_in_threadpool
 
-from .. import cesdk
-from ..envelope import Event, InvalidEvent, parse_event
-from ..eventlog import InsertOutcome, insert_events, mark_projection_error
+from ..contract import cesdk
+from ..contract.envelope import Event, InvalidEvent, parse_event
 from .bodylimit import MAX_BODY_BYTES, MAX_EVENT_BYTES
 from .deps import State, StateDep, require_ingest_auth
+from .eventlog import InsertOutcome, insert_events, mark_projection_error
 
 STRUCTURED = ("application/cloudevents+json", "application/json")
 NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq", "")
