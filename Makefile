@@ -26,7 +26,7 @@ system-deps:
 
 test: install lint system-deps
 	$(BIN)/pytest -q tests
-	$(BIN)/pytest -q --nbval-lax notebooks/
+	$(BIN)/pytest -q --nbval notebooks/ --nbval-sanitize-with notebooks/nbval-sanitize.cfg
 
 bench: install
 	$(BIN)/python bench/bench_pickup.py
