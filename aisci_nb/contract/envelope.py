@@ -22,6 +22,7 @@ MAX_DEPTH = 32
 INT64 = 2**63 - 1
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUIRED = ("specversion", "id", "source", "type")
+_IDENTITY = ("id", "source", "type")
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 MAX_ATTRIBUTE = 1024  # characters of an id, source, type or subject
 
@@ -191,19 +192,27 @@ def _uint64(name: str, raw: Any) -> int | None:
 
 def _parse_seq(obj: dict[str, Any]) -> int | None:
     raw = obj.get("sequence")
+    if type(raw) is int and 0 <= raw <= INT64:  # the common case, without a call
+        return raw
     if raw is None and isinstance(obj.get("extensions"), dict):
         raw = obj["extensions"].get("seq")  # the replaced system's nested form
     return _uint64("sequence", raw)
 
 
 def _parse_epoch(obj: dict[str, Any]) -> int | None:
-    return _uint64("leaseepoch", obj.get("leaseepoch"))
+    raw = obj.get("leaseepoch")
+    if raw is None or (type(raw) is int and 0 <= raw <= INT64):
+        return raw
+    return _uint64("leaseepoch", raw)
 
 
 def check_required(obj: Any) -> None:
     """The required context attributes, worded for the sender (before the SDK's checks)."""
     if not isinstance(obj, dict):
         raise InvalidEvent("an event must be a JSON object")
+    if obj.get("specversion") == "1.0" and all(
+            type(v := obj.get(n)) is str and 0 < len(v) <= MAX_ATTRIBUTE for n in _IDENTITY):
+        return  # the common case in one pass; the loop below words what is wrong
     for name in _REQUIRED:
         value = obj.get(name)
         if not isinstance(value, str) or not value or len(value) > MAX_ATTRIBUTE:
