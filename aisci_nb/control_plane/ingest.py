@@ -65,7 +65,9 @@ def stale_positions(db: Database, events: list[Event]) -> set[int]:
 
 def store_and_project(state: State, events: list[Event]) -> InsertOutcome:
     """Store, then project what is fresh; a failed projection is isolated to its event."""
-    outcome = insert_events(state.db, events, stale_positions(state.db, events))
+    stale = stale_positions(state.db, events)
+    # With nothing to project no later write waits for the journal: this one must.
+    outcome = insert_events(state.db, events, stale, durable=len(stale) == len(events))
     failed = state.projector.project(outcome.stored)
     if failed:
         position = {id(e): i for i, e in enumerate(events)}
