@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import logging
 import mmap
@@ -44,6 +42,7 @@ from tenacity import (
 )
 
 from ..contract.envelope import Event, make_event
+from ..contract.signing import sign
 from .spool import Spool, SpoolFile
 
 log = logging.getLogger(__name__)
@@ -104,12 +103,6 @@ class Sink(Protocol):
         """Deliver the lines; return (index, reason) of each refused for good, raise
         `Refused` if the whole request was, or `httpx.HTTPError` to have it retried."""
         ...
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 over `timestamp.body`, hex: what the ingest checks in HMAC mode."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 class HttpSink:

@@ -20,7 +20,7 @@ from aisci_nb.contract.tolerant import metric_number
 from aisci_nb.control_plane.readmodel import metric_series, node_states
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import API_KEY, Stack
+from ..conftest import API_KEY, Stack
 
 NDJSON = {"authorization": f"Bearer {API_KEY}", "content-type": "application/x-ndjson"}
 
