@@ -168,3 +168,20 @@ def test_events_of_an_old_lease_epoch_are_kept_but_not_projected(stack: Stack) -
                       content=json.dumps({"run_id": run_id, "level": "info", "message": "late"}))
     assert (resp.status_code, resp.json()["status"]) == (201, "stale")
     assert stack.db.events.find_one({"_id.id": headers["ce-id"]})["leaseEpoch"] == 1
+
+
+def test_events_stored_under_the_old_id_move_to_the_source_and_id_key(stack: Stack) -> None:
+    """Events written before identity became (source, id) are moved at start, idempotently;
+    a replay of such an event is then a duplicate, not a second copy."""
+    from aisci_nb.control_plane.eventlog import migrate_event_ids
+
+    run_id = submit_hypothesis(stack.db, title="t", idea=example_idea()).run_id
+    old = event(run_id, "ai.run.log", 2, level="info", message="before the upgrade")
+    stack.db.events.insert_one({"_id": old["id"], "source": old["source"], "runId": run_id,
+                                "type": old["type"], "data": old["data"], "seq": 2})
+    assert migrate_event_ids(stack.db) == 1
+    assert migrate_event_ids(stack.db) == 0
+    moved = stack.db.events.find_one({"_id": {"source": old["source"], "id": old["id"]}})
+    assert moved["data"]["message"] == "before the upgrade"
+    assert stack.db.events.count_documents({"_id": old["id"]}) == 0
+    assert post_ndjson(stack, [json.dumps(old)]).json()["duplicate"] == 1
