@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..errors import UnknownEventType
+
 STAGE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 StageNameRe = re.compile(STAGE_PATTERN)
 StageName = Annotated[str, Field(pattern=STAGE_PATTERN)]
@@ -245,10 +247,6 @@ CATALOG: dict[str, EventType] = {
         EventType("ai.run.log", RunLog, "Log"),
     ]
 }
-
-
-class UnknownEventType(ValueError):
-    pass
 
 
 def _validated(event_type: str, data: object) -> BaseModel:

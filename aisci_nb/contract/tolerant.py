@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError, create_model
 
-from .catalog import CATALOG, StageNameRe, UnknownEventType
+from ..errors import UnknownEventType
+from .catalog import CATALOG, StageNameRe
 
 STRICT_TYPES = frozenset({
     "ai.run.started", "ai.run.completed", "ai.run.failed", "ai.run.canceled",
