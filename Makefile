@@ -34,7 +34,7 @@ system-deps:
 test: install lint system-deps
 	$(BIN)/pytest -q tests/unit
 	$(BIN)/pytest -q tests/integration tests/e2e
-	$(BIN)/pytest -q --nbval-lax notebooks/
+	$(BIN)/pytest -q --nbval notebooks/ --nbval-sanitize-with notebooks/nbval-sanitize.cfg
 
 bench: install
 	$(BIN)/python bench/bench_pickup.py

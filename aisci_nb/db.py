@@ -35,8 +35,6 @@ INDEXES: dict[str, list[IndexModel]] = {
                IndexModel([("runId", ASCENDING), ("type", ASCENDING), ("seq", ASCENDING)])],
     "stages": [IndexModel([("runId", ASCENDING), ("name", ASCENDING)], unique=True)],
     "llm_calls": [IndexModel([("runId", ASCENDING)])],
-    # Done markers of ingested batches; after a week a late duplicate is just re-projected.
-    "ingest_batches": [IndexModel([("doneAt", ASCENDING)], expireAfterSeconds=7 * 24 * 3600)],
     # Signatures seen recently: a replay inside the accepted clock skew is refused.
     "ingest_signatures": [IndexModel([("at", ASCENDING)], expireAfterSeconds=900)],
     "artifacts": [IndexModel([("runId", ASCENDING), ("key", ASCENDING)], unique=True)],

@@ -7,14 +7,17 @@ emitters can add data without breaking older control planes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import UnknownEventType
 
-StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+STAGE_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+StageNameRe = re.compile(STAGE_PATTERN)
+StageName = Annotated[str, Field(pattern=STAGE_PATTERN)]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 
 
@@ -158,18 +161,31 @@ class ValidationAutoCompleted(RunData):
     notes: str | None = None
 
 
+def check_key(key: str) -> str:
+    """An object key that stays inside the store: relative, no `.`/`..` segment, no NUL."""
+    parts = key.split("/")
+    if key.startswith("/") or "\\" in key or "\x00" in key or any(
+            p in ("", ".", "..") for p in parts):
+        raise ValueError("an artifact key is a relative path without '', '.' or '..' segments")
+    return key
+
+
 class ArtifactRegistered(RunData):
-    key: str = Field(min_length=1)
+    key: str = Field(min_length=1, max_length=1024)
     bytes: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     content_type: str
     kind: str
+
+    _key = field_validator("key")(check_key)
 
 
 class ArtifactFailed(RunData):
     key: str
     code: str
     message: str
+
+    _key = field_validator("key")(check_key)
 
 
 class LlmUsage(RunData):

@@ -16,12 +16,16 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidEvent
-from .catalog import CATALOG, check_data, validate_data
+from .catalog import CATALOG, check_data
+from .tolerant import read_data
 
 MAX_DEPTH = 32
 INT64 = 2**63 - 1
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUIRED = ("specversion", "id", "source", "type")
+_IDENTITY = ("id", "source", "type")
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
+MAX_ATTRIBUTE = 1024  # characters of an id, source, type or subject
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -40,7 +44,7 @@ def new_ulid(now_ns: int | None = None) -> str:
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -10, -10)])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen init costs a setattr call per field
 class Event:
     id: str
     source: str
@@ -51,6 +55,9 @@ class Event:
     seq: int | None = None
     traceparent: str | None = None
     epoch: int | None = None  # the sender's lease epoch: the top-level extension `leaseepoch`
+    # The tolerant reader's notes: (field, reason) for each data field kept but not used.
+    warnings: tuple[tuple[str, str], ...] = ()
+    sent_data: dict[str, Any] | None = None  # `data` exactly as sent, when it was not usable as is
 
     @property
     def run_id(self) -> str | None:
@@ -130,15 +137,25 @@ def make_event(
 def _parse_time(value: Any) -> datetime:
     if value is None:
         return datetime.now(UTC)
-    if not isinstance(value, str):
+    if isinstance(value, datetime):  # already read by the CloudEvents SDK
+        if value.tzinfo is None:
+            raise InvalidEvent("time: needs a timezone offset (RFC 3339)")
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise InvalidEvent("time: out of range in UTC") from None
+    if not isinstance(value, str) or len(value) > 64:
         raise InvalidEvent("time: must be an RFC 3339 string")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidEvent(f"time: not RFC 3339: {value!r}") from None
+        raise InvalidEvent(f"time: not RFC 3339: {value[:40]!r}") from None
     if parsed.tzinfo is None:
         raise InvalidEvent("time: needs a timezone offset (RFC 3339)")
-    return parsed.astimezone(UTC)
+    try:  # year 1 minus an hour, or 9999 plus one, is outside what datetime can hold
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidEvent(f"time: {value!r} is out of range in UTC") from None
 
 
 def check_storable(value: Any, where: str = "data", depth: int = 0) -> None:
@@ -158,55 +175,86 @@ def check_storable(value: Any, where: str = "data", depth: int = 0) -> None:
         raise InvalidEvent(f"{where}: integer out of the 64-bit range")
 
 
-def _parse_seq(obj: dict[str, Any]) -> int | None:
-    raw = obj.get("sequence")
-    if raw is None and isinstance(obj.get("extensions"), dict):
-        raw = obj["extensions"].get("seq")
+def _uint64(name: str, raw: Any) -> int | None:
+    """A non-negative 64-bit integer, or a string of ASCII digits holding one (binary mode
+    sends every attribute as a string). `str.isdigit` would let "²" through to `int()`."""
     if raw is None:
         return None
-    if isinstance(raw, bool):
-        raise InvalidEvent("sequence: must be a non-negative integer")
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and _DIGITS.match(raw):
         raw = int(raw)
-    if not isinstance(raw, int) or not 0 <= raw <= INT64:
-        raise InvalidEvent("sequence: must be a non-negative 64-bit integer")
-    return raw
+    if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= INT64:
+        return raw
+    raise InvalidEvent(f"{name}: must be a non-negative 64-bit integer")
+
+
+def _parse_seq(obj: dict[str, Any]) -> int | None:
+    raw = obj.get("sequence")
+    if type(raw) is int and 0 <= raw <= INT64:  # the common case, without a call
+        return raw
+    if raw is None and isinstance(obj.get("extensions"), dict):
+        raw = obj["extensions"].get("seq")  # the replaced system's nested form
+    return _uint64("sequence", raw)
 
 
 def _parse_epoch(obj: dict[str, Any]) -> int | None:
     raw = obj.get("leaseepoch")
-    if isinstance(raw, str) and raw.isdigit():  # binary mode: every attribute is a string
-        raw = int(raw)
-    if raw is None or (isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw <= INT64):
+    if raw is None or (type(raw) is int and 0 <= raw <= INT64):
         return raw
-    raise InvalidEvent("leaseepoch: must be a non-negative 64-bit integer")
+    return _uint64("leaseepoch", raw)
 
 
-def parse_event(obj: Any) -> Event:
-    """Validate one structured-mode event (a decoded JSON object) into an `Event`."""
+def check_required(obj: Any) -> None:
+    """The required context attributes, worded for the sender (before the SDK's checks)."""
     if not isinstance(obj, dict):
         raise InvalidEvent("an event must be a JSON object")
+    if obj.get("specversion") == "1.0" and all(
+            type(v := obj.get(n)) is str and 0 < len(v) <= MAX_ATTRIBUTE for n in _IDENTITY):
+        return  # the common case in one pass; the loop below words what is wrong
     for name in _REQUIRED:
         value = obj.get(name)
-        if not isinstance(value, str) or not value:
-            raise InvalidEvent(f"{name}: required, a non-empty string")
+        if not isinstance(value, str) or not value or len(value) > MAX_ATTRIBUTE:
+            raise InvalidEvent(f"{name}: required, a non-empty string of at most "
+                               f"{MAX_ATTRIBUTE} characters")
     if obj["specversion"] != "1.0":
-        raise InvalidEvent(f"specversion: {obj['specversion']!r} is not supported, use '1.0'")
+        raise InvalidEvent(f"specversion: {obj['specversion'][:20]!r} is not supported, "
+                           "use '1.0'")
+
+
+def plain_json(raw: bytes) -> bool:
+    """True when a JSON text cannot hold what `check_storable` refuses, so the walk over
+    the decoded value can be skipped: no key can start with `$` (or its escape), none
+    holds NUL, and there are too few brackets to nest deep. An integer beyond 64 bits is
+    left to BSON, which refuses it when the batch is encoded (`eventlog.insert_events`)."""
+    return (b'"$' not in raw and b"\\u0" not in raw
+            and raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH)
+
+
+def parse_event(obj: Any, raw: bytes | None = None) -> Event:
+    """Validate one structured-mode event (a decoded JSON object) into an `Event`.
+
+    `raw` is the JSON text it was decoded from, when there is one (see `plain_json`).
+    """
+    check_required(obj)
     ctype = obj.get("datacontenttype")
     if ctype is not None and not str(ctype).startswith("application/json"):
         raise InvalidEvent("datacontenttype: only application/json data is accepted")
     event_type = obj["type"]
+    sent = obj.get("data")
+    if raw is None or not plain_json(raw):
+        check_storable(sent)
     try:
-        data = validate_data(event_type, obj.get("data"))
+        read = read_data(event_type, sent)
     except ValueError as exc:
         raise InvalidEvent(str(exc)) from None
-    check_storable(data)
+    data = read.data
     expected_subject = subject_for(event_type, data)
     subject = obj.get("subject") or expected_subject
     if subject != expected_subject:
-        raise InvalidEvent(f"subject: {subject!r} does not match data ({expected_subject!r})")
+        raise InvalidEvent(f"subject: {str(subject)[:200]!r} does not match data "
+                           f"({expected_subject!r})")
     traceparent = obj.get("traceparent")
-    if traceparent is not None and not _TRACEPARENT.match(str(traceparent)):
+    if traceparent is not None and not (isinstance(traceparent, str)
+                                        and _TRACEPARENT.match(traceparent)):
         raise InvalidEvent("traceparent: not a W3C trace context header")
     return Event(
         id=obj["id"],
@@ -218,19 +266,6 @@ def parse_event(obj: Any) -> Event:
         seq=_parse_seq(obj),
         traceparent=traceparent,
         epoch=_parse_epoch(obj),
+        warnings=read.warnings,
+        sent_data=sent if read.warnings else None,
     )
-
-
-def parse_binary(headers: dict[str, str], body: bytes) -> Event:
-    """Binary content mode: attributes in `ce-*` headers, the body is the data."""
-    attrs: dict[str, Any] = {
-        k.lower().removeprefix("ce-"): v for k, v in headers.items() if k.lower().startswith("ce-")
-    }
-    if "traceparent" in {k.lower() for k in headers}:
-        attrs.setdefault("traceparent", {k.lower(): v for k, v in headers.items()}["traceparent"])
-    attrs["datacontenttype"] = headers.get("content-type", "application/json").split(";")[0]
-    try:
-        attrs["data"] = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"body: not JSON ({exc})") from None
-    return parse_event(attrs)

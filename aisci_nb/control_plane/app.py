@@ -11,7 +11,9 @@ from ..db import connect, ensure_indexes
 from ..settings import Settings
 from ..storage.store import S3Store, open_store
 from .artifacts import router as artifacts_router
+from .bodylimit import IngestBodyLimit
 from .deps import State
+from .eventlog import migrate_event_ids
 from .ingest import router as ingest_router
 from .metrics import IngestMetrics
 from .pages import router as pages_router
@@ -32,6 +34,9 @@ def artifact_uri(settings: Settings):
 def create_app(settings: Settings) -> FastAPI:
     db = connect(settings)
     ensure_indexes(db)
+    moved = migrate_event_ids(db)
+    if moved:
+        log.info("moved %d events to the (source, id) identity", moved)
     if settings.ingest_allow_unauthenticated:
         log.warning("INGEST_ALLOW_UNAUTHENTICATED is on: events are accepted without "
                     "credentials. Use it only on a trusted private network, during a migration.")
@@ -40,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="aisci control plane")
     app.state.aisci = State(settings, db, projector, metrics)
     app.state.store = open_store(settings)
+    app.add_middleware(IngestBodyLimit)
     app.include_router(ingest_router)
     app.include_router(pages_router)
     app.include_router(artifacts_router)
@@ -55,3 +61,10 @@ def create_app(settings: Settings) -> FastAPI:
         return {"status": "ok"}
 
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one server process when `aisci control-plane --workers N` runs several."""
+    from ..settings import load_settings
+
+    return create_app(load_settings())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from .metrics import IngestMetrics
 from .projection import Projector
 
 MAX_SKEW_S = 300
+_STAMP = re.compile(r"^[0-9]{1,12}$")  # ASCII only: "²".isdigit() is True, int("²") fails
+_SIGNATURE = re.compile(r"^sha256=[0-9a-f]{64}$")
 
 
 @dataclass
@@ -73,13 +76,15 @@ async def require_ingest_auth(
 async def _check_signature(request: Request, state: State, keys: list[str],
                            signature: str) -> None:
     stamp = request.headers.get("x-aisci-timestamp", "")
-    if not stamp.isdigit():
+    if not _STAMP.match(stamp):
         raise _refuse("missing or malformed X-Aisci-Timestamp (unix seconds)", "HMAC")
+    if not _SIGNATURE.match(signature):
+        raise _refuse("malformed X-Aisci-Signature (sha256=<64 hex digits>)", "HMAC")
     skew = abs(time.time() - int(stamp))
     if skew > MAX_SKEW_S:
         raise _refuse(f"signature expired: timestamp is {skew:.0f}s off (limit {MAX_SKEW_S}s)",
                       "HMAC")
-    body = await request.body()
+    body = await request.body()  # bounded while streaming by `bodylimit.IngestBodyLimit`
     if not any(hmac.compare_digest(signature, sign(k, stamp, body)) for k in keys):
         raise _refuse("invalid signature", "HMAC")
     try:

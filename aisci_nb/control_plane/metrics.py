@@ -65,6 +65,9 @@ class IngestMetrics:
                                registry=self.registry)
         self.duplicates = Counter("aisci_ingest_duplicate_events",
                                   "Events already stored (replays)", registry=self.registry)
+        self.projection_errors = Counter(
+            "aisci_ingest_projection_errors", "Events stored whose projection failed",
+            registry=self.registry)
         self.latency = Histogram(
             "aisci_ingest_request_seconds", "Time to store and project one ingest request",
             ["endpoint"], registry=self.registry,

@@ -7,7 +7,19 @@ times, in any order, leaves the same documents:
   stage, its counters, a metric's latest value) are written only by an event with a higher
   sequence than the one that wrote them (a `...Seq` guard in the filter);
 - counters are set from events or derived by aggregation, never incremented;
-- documents with natural keys are upserted, per-event documents are keyed by the event id.
+- documents with natural keys are upserted, per-event documents are keyed by the event id;
+- `currentStage` is derived from per-stage facts that only grow (the first order key a
+  stage was seen at, whether it completed): the newest stage with any event that is not
+  completed, so a `stage_progress` that arrives before its `stage_started` (a reconnect,
+  reordering) still makes its stage current.
+
+Two control-plane processes may project the same run at once: every operation is a single
+atomic document update with its guard in the filter, and an upsert that loses a race to
+another process's insert is retried as the update it now is.
+
+A failure never takes a batch down with it: if the batch's writes fail, each event is
+projected alone and the ones that still fail are reported (`Projector.project` returns
+them), so the sender is told and the rest of the batch lands.
 
 What the event log already answers is derived from it, not copied: a metric's series and
 a search node's state are queries over `events` (see `readmodel.py`).
@@ -23,9 +35,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from pymongo import InsertOne, UpdateOne
+from pymongo import InsertOne, UpdateOne, WriteConcern
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from ..contract.envelope import Event
 from ..contract.lifecycle import RunStatus, advance_filter
@@ -71,18 +83,21 @@ def order_key(e: Event) -> float:
 
 
 def _current_stage_pipeline() -> list[dict]:
-    """`currentStage` = the latest started stage's name merged with that stage's state."""
-    state_of_current = {"$arrayElemAt": [{"$map": {
-        "input": {"$filter": {
-            "input": {"$objectToArray": {"$ifNull": ["$stageState", {}]}},
-            "cond": {"$eq": ["$$this.k", "$currentStage.name"]}}},
-        "in": "$$this.v"}}, 0]}
-    return [{"$set": {"currentStage": {"$cond": [
-        {"$eq": [{"$type": "$currentStage.name"}, "string"]},
-        {"$mergeObjects": [{"$ifNull": [state_of_current, {}]},
-                           {"name": "$currentStage.name",
-                            "startedSeq": "$currentStage.startedSeq"}]},
-        "$currentStage"]}}}]
+    """`currentStage` = the state of the newest stage (highest `firstSeq`) that is not
+    completed, else of the newest stage, with its name; derived, so order does not matter."""
+    stages = {"$filter": {"input": {"$objectToArray": {"$ifNull": ["$stageState", {}]}},
+                          "cond": {"$eq": [{"$type": "$$this.v.firstSeq"}, "double"]}}}
+    open_ = {"$filter": {"input": "$$stages", "cond": {"$ne": ["$$this.v.completed", True]}}}
+    newest = {"$reduce": {
+        "input": {"$cond": [{"$gt": [{"$size": open_}, 0]}, open_, "$$stages"]},
+        "initialValue": None,
+        "in": {"$cond": [{"$or": [{"$eq": ["$$value", None]},
+                                  {"$gt": ["$$this.v.firstSeq", "$$value.v.firstSeq"]}]},
+                         "$$this", "$$value"]}}}
+    return [{"$set": {"currentStage": {"$let": {"vars": {"stages": stages}, "in": {"$let": {
+        "vars": {"pick": newest},
+        "in": {"$cond": [{"$eq": ["$$pick", None]}, "$currentStage",
+                         {"$mergeObjects": ["$$pick.v", {"name": "$$pick.k"}]}]}}}}}}}]
 
 
 def _merge(update: dict, op: str, field: str, value: Any, pick: Callable) -> None:
@@ -106,7 +121,33 @@ class Projector:
         self.db = db
         self.uri_for = uri_for
 
-    def project(self, events: list[Event]) -> None:
+    def project(self, events: list[Event]) -> dict[int, str]:
+        """Project a batch; returns {position: reason} of the events that could not be.
+
+        A database that cannot be reached raises (the sender retries the whole request);
+        anything else failing is narrowed down to the events that cause it.
+        """
+        try:
+            self._project(events)
+            return {}
+        except PyMongoError as exc:
+            if not _is_write_failure(exc):
+                raise
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            pass
+        failed: dict[int, str] = {}
+        for i, e in enumerate(events):
+            try:
+                self._project([e])
+            except PyMongoError as exc:
+                if not _is_write_failure(exc):
+                    raise
+                failed[i] = f"projection failed: {_reason(exc)}"
+            except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+                failed[i] = f"projection failed: {type(exc).__name__}: {exc}"[:300]
+        return failed
+
+    def _project(self, events: list[Event]) -> None:
         by_run: dict[str, list[Event]] = defaultdict(list)
         batch = _Batch()
         for e in events:
@@ -120,22 +161,40 @@ class Projector:
             self._run(run_id, run_events, batch)
             if any(e.type == "ai.llm.usage" for e in run_events):
                 llm_runs.append(run_id)
-        for name in ("llm_calls", "stages", "artifacts",
-                     "validations", "hypotheses", "runs"):
-            if batch.ops.get(name):
-                self._write(name, batch.ops[name])
+        names = [n for n in ("llm_calls", "stages", "artifacts", "validations", "hypotheses",
+                             "runs") if batch.ops.get(n)]
+        for name in names:
+            # The last write waits for the journal, and with it everything before it.
+            self._write(name, batch.ops[name], durable=name == names[-1] and not llm_runs)
         for run_id in llm_runs:
             self._llm_totals(run_id)
 
-    def _write(self, name: str, ops: list) -> None:
+    def _write(self, name: str, ops: list, durable: bool = False) -> None:
         """Apply in order (an upsert before the updates that expect its document; the last
         run update derives `currentStage`); per-event inserts, whose replays are duplicate-key
-        errors and harmless, need no order."""
-        try:
-            fast(self.db, name).bulk_write(ops, ordered=name not in UNORDERED)
-        except BulkWriteError as exc:
-            if any(err.get("code") != DUPLICATE_KEY for err in exc.details["writeErrors"]):
-                raise
+        errors and harmless, need no order. An upsert that raced another process's insert
+        of the same natural key fails with a duplicate key: the rest is applied again from
+        it, as an update now."""
+        coll = (self.db.get_collection(name, write_concern=WriteConcern(w="majority"))
+                if durable else fast(self.db, name))
+        ordered = name not in UNORDERED
+        start = 0
+        for _ in range(3):
+            try:
+                coll.bulk_write(ops[start:], ordered=ordered)
+                return
+            except BulkWriteError as exc:
+                errors = exc.details["writeErrors"]
+                if any(err.get("code") != DUPLICATE_KEY for err in errors):
+                    raise
+                if not ordered:
+                    return
+                start += errors[0]["index"]
+                if not isinstance(ops[start], UpdateOne):
+                    start += 1  # a replayed insert: nothing to redo
+                if start >= len(ops):
+                    return
+        coll.bulk_write(ops[start:], ordered=ordered)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -163,8 +222,9 @@ class Projector:
             d = e.data
             if e.type in STATUS_EVENTS or e.type == "ai.run.status_changed":
                 self._status(run_id, e, batch)
-            if "stage" in d and e.type.startswith("ai.run."):
-                stages_seen[d["stage"]].append(e)
+            stage = d.get("stage")
+            if isinstance(stage, str) and (e.type.startswith(("ai.run.", "ai.node."))):
+                stages_seen[stage].append(e)
             match e.type:
                 case "ai.run.started":
                     # A fact even when a later status arrived first: not tied to the status.
@@ -175,7 +235,7 @@ class Projector:
                     self._stage_started(run_id, e, base, batch)
                 case "ai.run.stage_progress":
                     progress[d["stage"]].append(e)
-                case "ai.run.stage_metric":
+                case "ai.run.stage_metric" if d.get("value") is not None:
                     latest_metric[(d["stage"], d["name"])] = e
                 case "ai.run.stage_completed":
                     self._stage_completed(e, base)
@@ -199,8 +259,9 @@ class Projector:
                           f"metricsSeq.{key}": order_key(e)}}))
         for stage, stage_events in stages_seen.items():
             self._stage_doc(run_id, stage, stage_events, batch)
-        if any(e.type in ("ai.run.stage_started", "ai.run.stage_progress",
-                          "ai.run.stage_completed") for e in events):
+            _merge(base, "$min", f"stageState.{stage}.firstSeq",
+                   min(order_key(e) for e in stage_events), min)
+        if stages_seen:
             batch.add("runs", UpdateOne({"_id": run_id}, _current_stage_pipeline()))
 
     def _status(self, run_id: str, e: Event, batch: _Batch) -> None:
@@ -231,10 +292,6 @@ class Projector:
 
     def _stage_started(self, run_id: str, e: Event, base: dict, batch: _Batch) -> None:
         stage = e.data["stage"]
-        key = order_key(e)
-        batch.add("runs", UpdateOne(
-            {"_id": run_id, "currentStage.startedSeq": {"$not": {"$gte": key}}},
-            {"$set": {"currentStage": {"name": stage, "startedSeq": key}}}))
         _merge(base, "$min", f"stageTiming.{stage}.startedAt", e.time, min)
         _merge(base, "$max", f"stageState.{stage}.progress", 0.0, max)
 
@@ -243,7 +300,9 @@ class Projector:
         itself only grows. The worker's cells-done reports carry progress alone, so they
         never hide the notebook's counters, whichever arrives first."""
         state = f"stageState.{events[0].data['stage']}"
-        _merge(base, "$max", f"{state}.progress", max(e.data["progress"] for e in events), max)
+        values = [e.data["progress"] for e in events if e.data.get("progress") is not None]
+        if values:
+            _merge(base, "$max", f"{state}.progress", max(values), max)
         counted = [e for e in events if _PROGRESS_FIELDS.keys() & e.data.keys()]
         if not counted:
             return
@@ -262,6 +321,7 @@ class Projector:
         if d.get("duration_s") is not None:
             base["$set"][f"stageTiming.{stage}.duration_s"] = d["duration_s"]
         _merge(base, "$max", f"stageState.{stage}.progress", 1.0, max)
+        base["$set"][f"stageState.{stage}.completed"] = True
 
     # -- other collections ---------------------------------------------------------------
 
@@ -269,23 +329,25 @@ class Projector:
         key = {"runId": run_id, "name": stage}
         now = utcnow()
         progress = max((e.data["progress"] for e in events
-                        if e.type == "ai.run.stage_progress"), default=0.0)
+                        if e.type == "ai.run.stage_progress" and "progress" in e.data),
+                       default=0.0)
         batch.add("stages", UpdateOne(key, {
             "$setOnInsert": {"_id": new_id(), "index": stage_index(stage), "status": "PENDING",
                              "createdAt": now},
             "$set": {"updatedAt": now}, "$max": {"progress": progress}}, upsert=True))
         pending = {**key, "status": "PENDING"}
         open_ = {**key, "status": {"$in": ["PENDING", "RUNNING"]}}
+        # Any event of a stage means it runs, whether or not its stage_started came first.
+        batch.add("stages", UpdateOne(pending, {"$set": {"status": "RUNNING"}}))
         for e in events:
             if e.type == "ai.run.stage_started":
                 batch.add("stages", UpdateOne(key, {"$min": {"startedAt": e.time},
                                                     "$set": {"desc": e.data.get("desc")}}))
-                batch.add("stages", UpdateOne(pending, {"$set": {"status": "RUNNING"}}))
             elif e.type == "ai.run.stage_completed":
                 batch.add("stages", UpdateOne(open_, {"$set": {
                     "status": "COMPLETED", "completedAt": e.time, "progress": 1.0,
                     "summary": e.data.get("summary"), "duration_s": e.data.get("duration_s")}}))
-            elif e.type == "ai.run.failed" and not e.data["retryable"]:
+            elif e.type == "ai.run.failed" and not e.data.get("retryable", True):
                 batch.add("stages", UpdateOne(open_, {"$set": {"status": "FAILED",
                                                                "completedAt": e.time}}))
 
@@ -294,9 +356,9 @@ class Projector:
         now = utcnow()
         return UpdateOne(
             {"runId": d["run_id"], "key": d["key"]},
-            {"$set": {"uri": self.uri_for(d["key"]), "sha256": d["sha256"], "size": d["bytes"],
-                      "contentType": d["content_type"], "kind": d["kind"], "updatedAt": now,
-                      "eventId": e.id},
+            {"$set": {"uri": self.uri_for(d["key"]), "sha256": d.get("sha256"),
+                      "size": d.get("bytes"), "contentType": d.get("content_type"),
+                      "kind": d.get("kind"), "updatedAt": now, "eventId": e.id},
              "$setOnInsert": {"_id": new_id(), "createdAt": now}},
             upsert=True,
         )
@@ -318,7 +380,7 @@ class Projector:
         batch.add("hypotheses", UpdateOne(
             {"_id": d["hypothesis_id"], "ideation.completedAt": {"$exists": False}},
             {"$set": {"ideation.requestId": d["request_id"], "ideation.status": "COMPLETED",
-                      "ideation.count": d["count"], "ideation.topK": d.get("top_k"),
+                      "ideation.count": d.get("count"), "ideation.topK": d.get("top_k"),
                       "ideation.completedAt": e.time, "updatedAt": utcnow()}}))
 
     def _llm_totals(self, run_id: str) -> None:
@@ -354,3 +416,17 @@ class Projector:
         self.db.runs.update_one(
             {"_id": run_id, "llmUsage.calls": {"$not": {"$gte": usage["calls"]}}},
             {"$set": {"llmUsage": usage}})
+
+
+def _is_write_failure(exc: PyMongoError) -> bool:
+    """A write the server refused (bad update for this document), not an unreachable server."""
+    from pymongo.errors import OperationFailure, WriteError
+
+    return isinstance(exc, (BulkWriteError, WriteError, OperationFailure))
+
+
+def _reason(exc: PyMongoError) -> str:
+    if isinstance(exc, BulkWriteError):
+        errors = exc.details.get("writeErrors") or [{}]
+        return str(errors[0].get("errmsg", exc))[:300]
+    return str(exc)[:300]

@@ -14,7 +14,9 @@ from pymongo.database import Database
 def metric_series(db: Database, run_id: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """{stage: {metric name: [{seq, value, time}, ...]}} in sequence order."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for e in db.events.find({"runId": run_id, "type": "ai.run.stage_metric"},
+    # A metric sent as null ("no metric yet") or as text without a number has no point.
+    for e in db.events.find({"runId": run_id, "type": "ai.run.stage_metric",
+                             "data.value": {"$type": "number"}},
                             {"data": 1, "seq": 1, "timestamp": 1}).sort("seq", 1):
         d = e["data"]
         out.setdefault(d["stage"], {}).setdefault(d["name"], []).append(

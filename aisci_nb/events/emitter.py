@@ -6,6 +6,12 @@ one NDJSON POST, retries with backoff for as long as the process lives, and ackn
 the spool only after the control plane's 202. What is still unacknowledged at exit stays in
 the spool and is sent by the next emitter that adopts it.
 
+Only what can succeed later is retried: transport failures, 5xx, 408/429, and 401/403 (a
+key being rotated). An event the control plane refuses for good (a line named in
+`invalid_lines`, or a request refused with another 4xx, retried line by line) is final:
+it goes to a local dead-letter file with the reason and a log line, and the stream moves
+on, so one poison event never holds back the events behind it.
+
 The worker and the notebook kernel of one run share one sequence file, so the per-run
 `sequence` stays strictly increasing across both processes.
 """
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 
 BATCH_MAX = 50
 BATCH_WAIT_S = 1.0
+DEAD_LETTER = "dead-letter.ndjson"
 
 
 class SequenceCounter:
@@ -84,8 +91,18 @@ class SequenceCounter:
         os.close(self._fd)
 
 
+class Refused(Exception):
+    """The control plane refused the whole request for good (a 4xx that a retry cannot fix)."""
+
+
+RETRIED_4XX = frozenset({401, 403, 408, 429})
+
+
 class Sink(Protocol):
-    def send(self, lines: list[bytes]) -> None: ...
+    def send(self, lines: list[bytes]) -> list[tuple[int, str]] | None:
+        """Deliver the lines; return (index, reason) of each refused for good, raise
+        `Refused` if the whole request was, or `httpx.HTTPError` to have it retried."""
+        ...
 
 
 class HttpSink:
@@ -103,7 +120,7 @@ class HttpSink:
             headers["authorization"] = f"Bearer {api_key}"
         self.client = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
 
-    def send(self, lines: list[bytes]) -> None:
+    def send(self, lines: list[bytes]) -> list[tuple[int, str]]:
         body = b"".join(lines)
         headers = {}
         if self.hmac:
@@ -111,12 +128,16 @@ class HttpSink:
             ts = str(int(time.time()))
             headers = {"x-aisci-timestamp": ts, "x-aisci-signature": sign(self.api_key, ts, body)}
         resp = self.client.post("/api/ingest/events", content=body, headers=headers)
-        if resp.status_code != 202:
+        if resp.status_code >= 500 or resp.status_code in RETRIED_4XX:
             raise httpx.HTTPStatusError(
                 f"ingest answered {resp.status_code}: {resp.text[:200]}",
                 request=resp.request, response=resp)
-        for item in resp.json().get("invalid_lines", []):
-            log.error("the control plane refused an event for good: %s", item)
+        if resp.status_code != 202:
+            raise Refused(f"ingest answered {resp.status_code}: {resp.text[:300]}")
+        # Line numbers count the NDJSON lines of the body: each of `lines` is one.
+        return [(item["line"] - 1, str(item.get("reason", "")))
+                for item in resp.json().get("invalid_lines", [])
+                if isinstance(item.get("line"), int) and 0 < item["line"] <= len(lines)]
 
 
 class DebugSink:
@@ -128,7 +149,7 @@ class DebugSink:
         self.echo = echo
         self.sent: list[dict[str, Any]] = []
 
-    def send(self, lines: list[bytes]) -> None:
+    def send(self, lines: list[bytes]) -> list[tuple[int, str]]:
         events = [orjson.loads(line) for line in lines]
         self.sent.extend(events)
         if self.path:
@@ -138,6 +159,7 @@ class DebugSink:
         if self.echo:
             for e in events:
                 print(f"[aisci event] {e['type']} {json.dumps(e['data'])}", file=sys.stderr)
+        return []
 
 
 @dataclass(frozen=True)
@@ -158,10 +180,13 @@ class Emitter:
     """
 
     def __init__(self, sink: Sink, *, source: str, spool: Spool | None = None,
-                 batch_max: int = BATCH_MAX, batch_wait_s: float = BATCH_WAIT_S) -> None:
+                 batch_max: int = BATCH_MAX, batch_wait_s: float = BATCH_WAIT_S,
+                 dead_letter: Path | None = None) -> None:
         self.sink = sink
         self.source = source
         self.spool = spool
+        self.dead_letter = dead_letter or (spool.root / DEAD_LETTER if spool else None)
+        self.refused = 0
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self._pending: deque[tuple[bytes, SpoolFile | None] | _Flush] = deque()
@@ -241,19 +266,17 @@ class Emitter:
     def _send(self, batch: list[tuple[bytes, SpoolFile | None]]) -> bool:
         lines = [line for line, _ in batch]
         try:
-            for attempt in Retrying(
-                stop=stop_when_event_set(self._stop),
-                wait=wait_exponential_jitter(multiplier=0.2, max=5),
-                retry=retry_if_exception_type(httpx.HTTPError),
-                before_sleep=lambda rs: log.warning(
-                    "event delivery failed (%s); retrying", rs.outcome.exception()),
-                reraise=True,
-            ):
-                with attempt:
-                    self.sink.send(lines)
+            refused = self._deliver(lines)
+        except Refused as exc:
+            if len(lines) == 1:
+                refused = [(0, str(exc))]
+            else:  # the request as a whole: let each line get its own verdict
+                return all(self._send([item]) for item in batch)
         except httpx.HTTPError:
             return False
-        self.sent += len(batch)
+        for index, reason in refused:
+            self._dead_letter(lines[index], reason)
+        self.sent += len(batch) - len(refused)
         if self.spool:
             counts: dict[int, list] = {}
             for _, spool_file in batch:
@@ -263,6 +286,36 @@ class Emitter:
                 self.spool.ack(spool_file, n)
         return True
 
+    def _deliver(self, lines: list[bytes]) -> list[tuple[int, str]]:
+        """Send with retries of what may succeed later; returns the lines refused for good."""
+        for attempt in Retrying(
+            stop=stop_when_event_set(self._stop),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+            retry=retry_if_exception_type(httpx.HTTPError),
+            before_sleep=lambda rs: log.warning(
+                "event delivery failed (%s); retrying", rs.outcome.exception()),
+            reraise=True,
+        ):
+            with attempt:
+                return self.sink.send(lines) or []
+        return []  # not reached: the stop event ends the retries by raising
+
+    def _dead_letter(self, line: bytes, reason: str) -> None:
+        """Keep a refused event with its reason, locally: it is final, not retried."""
+        self.refused += 1
+        try:
+            event: Any = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            event = line.decode("utf-8", "replace")
+        log.error("the control plane refused an event for good (%s); kept in %s", reason,
+                  self.dead_letter or "the log only")
+        if self.dead_letter is None:
+            log.error("refused event: %s", line[:2000].decode("utf-8", "replace"))
+            return
+        self.dead_letter.parent.mkdir(parents=True, exist_ok=True)
+        record = {"reason": reason, "at": time.time(), "event": event}
+        with self.dead_letter.open("ab") as f:
+            f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
 
 @dataclass
 class RunEmitter:

@@ -43,8 +43,13 @@ def cmd_control_plane(args: argparse.Namespace) -> int:
 
     from ..control_plane.app import create_app
 
-    settings = load_settings()
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    workers = args.workers or os.cpu_count() or 1
+    if workers == 1:
+        uvicorn.run(create_app(load_settings()), host=args.host, port=args.port,
+                    log_level="info")
+    else:  # each process builds its own app (and MongoDB client) from the environment
+        uvicorn.run("aisci_nb.control_plane.app:app_from_env", factory=True, host=args.host,
+                    port=args.port, workers=workers, log_level="info")
     return 0
 
 
@@ -224,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("control-plane", help="serve the control plane (ingest, UI)")
     c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--port", type=int, default=DEFAULT_PORTS["control-plane"])
+    c.add_argument("--workers", type=int, default=0,
+                   help="server processes sharing the port (default: one per CPU core)")
     c.set_defaults(func=cmd_control_plane)
 
     m = sub.add_parser("submit", help="queue a run for a hypothesis")

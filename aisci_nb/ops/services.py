@@ -261,10 +261,10 @@ def launch_s3(versitygw: Path, port: int, data_dir: Path, log: Path, access_key:
 
 
 def launch_control_plane(port: int, env: dict[str, str], log: Path,
-                         timeout_s: float = 60) -> Launched:
+                         timeout_s: float = 60, workers: int = 1) -> Launched:
     _require_port(port, "the control plane")
     cmd = [sys.executable, "-m", "aisci_nb.ops.cli", "control-plane", "--host", "127.0.0.1",
-           "--port", str(port)]
+           "--port", str(port), "--workers", str(workers)]
     launched = _spawn("control-plane", cmd, log, env={**os.environ, **env}, port=port)
     _wait(launched,
           lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).is_success,
@@ -279,7 +279,7 @@ def launch_control_plane(port: int, env: dict[str, str], log: Path,
 def ephemeral_stack(
     tmp: Path, *, s3_binary: Path | None = None, s3_secret: str | None = None,
     api_key: str = "local-api-key", old_api_keys: tuple[str, ...] = (),
-    db_name: str = "aisci_test",
+    db_name: str = "aisci_test", workers: int = 1,
 ) -> Iterator[dict[str, str]]:
     """mongod (+ versitygw) + control plane on free ports under `tmp`, for tests and benchmarks.
 
@@ -304,7 +304,7 @@ def ephemeral_stack(
                        MINIO_SECRET_KEY=secret, MINIO_BUCKET="aisci-test", MINIO_SECURE="false")
         else:
             env["ARTIFACTS_DIR"] = str(tmp / "artifacts")
-        cp = launch_control_plane(free_port(), env, tmp / "control-plane.log")
+        cp = launch_control_plane(free_port(), env, tmp / "control-plane.log", workers=workers)
         started.append(cp)
         env["CONTROL_PLANE_URL"] = f"http://127.0.0.1:{cp.port}"
         env["WORK_DIR"] = str(tmp / "work")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pymongo.database import Database
 
 from ..contract.envelope import Event, make_event
-from ..control_plane.eventlog import finish_batch, insert_events
+from ..control_plane.eventlog import insert_events
 from .claims import HandBack
 
 
@@ -31,5 +31,5 @@ def hand_back_event(run_id: str, done: HandBack, *, source: str, reason: str,
 def log_hand_back(db: Database, run_id: str, done: HandBack, *, source: str, reason: str,
                   by: str | None = None) -> Event:
     event = hand_back_event(run_id, done, source=source, reason=reason, by=by)
-    finish_batch(db, insert_events(db, [event]))
+    insert_events(db, [event], durable=True)
     return event

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pymongo.database import Database
 
 from ..contract.envelope import make_event
-from ..control_plane.eventlog import finish_batch, insert_events
+from ..control_plane.eventlog import insert_events
 from ..db import new_id, utcnow
 from .claims import new_run_document
 
@@ -42,5 +42,5 @@ def submit_hypothesis(
         source=f"cli://{socket.gethostname()}", seq=1,
     )
     # The run document already says what this event would project; store it as projected.
-    finish_batch(db, insert_events(db, [event]))
+    insert_events(db, [event], durable=True)
     return Submitted(hypothesis["_id"], run["_id"])

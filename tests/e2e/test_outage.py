@@ -59,7 +59,7 @@ def test_control_plane_outage_loses_nothing(stack: Stack) -> None:
     events = list(stack.db.events.find({"runId": run_id}).sort("seq", 1))
     seqs = [e["seq"] for e in events]
     assert seqs == list(range(1, n + 1)), "every event arrived, each once"
-    assert len({e["_id"] for e in events}) == len(events)
+    assert len({(e["_id"]["source"], e["_id"]["id"]) for e in events}) == len(events)
     assert not [p for p in (Path(env["WORK_DIR"]) / "spool").glob("*/*.ndjson")
                 if p.stat().st_size]
     run = stack.db.runs.find_one({"_id": run_id})

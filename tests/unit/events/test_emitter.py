@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from ulid import ULID
 
 from aisci_nb.contract.envelope import InvalidEvent, new_ulid
 from aisci_nb.contract.failures import code_for, from_exception
-from aisci_nb.events.emitter import Emitter, RunEmitter, SequenceCounter
+from aisci_nb.events.emitter import DEAD_LETTER, Emitter, HttpSink, RunEmitter, SequenceCounter
 from aisci_nb.events.spool import Spool, SpoolFull
 from aisci_nb.ops.catalog_doc import DOC_PATH, render
 
@@ -136,3 +137,46 @@ def test_failure_codes(name: str, code: str, retryable: bool) -> None:
     assert failure.code == code and failure.retryable is retryable
     data = failure.event_data("r1")
     assert data["stage"] == "Stage_2" and "boom" in data["traceback"]
+
+
+def test_refusals_are_final_and_dead_lettered_only_failures_that_can_pass_are_retried(
+        tmp_path: Path) -> None:
+    """5xx and transport errors are retried; a line named in `invalid_lines` and a request
+    refused with a 4xx (then retried line by line) go to the dead-letter file."""
+    calls: list[tuple[int, int]] = []  # (lines in the request, status answered)
+
+    def control_plane(request: httpx.Request) -> httpx.Response:
+        lines = request.content.splitlines()
+        if len(calls) == 0:
+            status, body = 503, {"detail": "database unavailable"}
+        elif len(lines) > 1 and any(b"too-big" in line for line in lines):
+            status, body = 413, {"detail": "body over the limit"}
+        elif any(b"too-big" in line for line in lines):
+            status, body = 422, {"detail": "event larger than 1048576 bytes"}
+        else:
+            bad = [n for n, line in enumerate(lines, 1) if b"poison" in line]
+            status, body = 202, {"accepted": len(lines) - len(bad), "invalid_lines": [
+                {"line": n, "reason": "data.stage: not a stage"} for n in bad]}
+        calls.append((len(lines), status))
+        return httpx.Response(status, json=body)
+
+    sink = HttpSink("http://control-plane", "key")
+    sink.client = httpx.Client(base_url="http://control-plane",
+                               transport=httpx.MockTransport(control_plane))
+    emitter = Emitter(sink, source="test://dl", spool=Spool(tmp_path), batch_wait_s=0.05)
+    run = RunEmitter(emitter, "r1")
+    run.emit("ai.run.log", level="info", message="first")
+    run.emit("ai.run.log", level="info", message="poison")
+    run.emit("ai.run.log", level="info", message="after")
+    assert emitter.flush(timeout_s=30)
+    run.emit("ai.run.log", level="info", message="ok")
+    run.emit("ai.run.log", level="info", message="too-big")
+    run.emit("ai.run.log", level="info", message="ok again")
+    assert emitter.flush(timeout_s=30)
+    emitter.close()
+    assert calls[0] == (3, 503) and calls[1] == (3, 202)  # the 5xx was retried, once
+    assert (3, 413) in calls and (1, 422) in calls  # refused whole, then line by line
+    dead = [json.loads(line) for line in (tmp_path / DEAD_LETTER).read_text().splitlines()]
+    assert [d["event"]["data"]["message"] for d in dead] == ["poison", "too-big"]
+    assert "stage" in dead[0]["reason"] and "413" not in dead[1]["reason"]
+    assert (emitter.sent, emitter.refused) == (4, 2)
