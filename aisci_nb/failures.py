@@ -12,6 +12,8 @@ from dataclasses import dataclass
 OOM_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "OOMError"})
 TIMEOUT_NAMES = frozenset({"TimeoutError", "CellTimeoutError", "TIMEOUT"})
 STORAGE_NAMES = frozenset({"StorageError"})  # aisci_nb.store's, also when raised in a kernel
+# The tree search's stage failures (aisci_nb.research.treesearch.search), by class name.
+TREESEARCH_CODES = {"AllNodesBuggy": "ALL_NODES_BUGGY", "MaxIterationsReached": "MAX_ITERATIONS"}
 RETRYABLE_CODES = frozenset({"TIMEOUT"})
 MAX_TRACEBACK = 64 * 1024  # an event must stay small; the notebook keeps the whole story
 
@@ -39,13 +41,16 @@ class Failure:
 
 def code_for(exception_name: str) -> str:
     """CUDA OOM and MemoryError → OOMError; timeouts → TIMEOUT; storage → STORAGE_ERROR;
-    else the exception's name."""
+    the tree search's AllNodesBuggy / MaxIterationsReached → ALL_NODES_BUGGY /
+    MAX_ITERATIONS; else the exception's name."""
     if exception_name in OOM_NAMES:
         return "OOMError"
     if exception_name in TIMEOUT_NAMES:
         return "TIMEOUT"
     if exception_name in STORAGE_NAMES:
         return "STORAGE_ERROR"
+    if exception_name in TREESEARCH_CODES:
+        return TREESEARCH_CODES[exception_name]
     return exception_name
 
 
