@@ -29,4 +29,7 @@ class Step:
 
 EXPERIMENT_STEPS: tuple[Step, ...] = (
     Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
+    Step("Stage_2", "stages/stage_2_baseline_tuning.ipynb", "baseline tuning"),
+    Step("Stage_3", "stages/stage_3_creative_research.ipynb", "creative research"),
+    Step("Stage_4", "stages/stage_4_ablation_studies.ipynb", "ablation studies"),
 )

@@ -12,6 +12,7 @@ passes the limit. A node over a limit is a result with a reason, never an except
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -156,10 +157,8 @@ def _rss_bytes(pid: int) -> int:
         return 0
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -230,10 +229,8 @@ def _read_exc(path: Path) -> dict | None:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
