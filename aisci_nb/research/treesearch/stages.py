@@ -71,7 +71,7 @@ def is_complete(spec: StageSpec, journal: Journal, iteration: int, max_iteration
                 and bool(best.stable))
     if spec.number == 3:
         return bool(good) and iteration >= max_iterations
-    done = {n.label for n in good if n.op == "ablate"}
+    done = {n.label for n in good if n.op in ("ablate", "debug")}  # a fixed ablation counts
     return bool(planned) and all(name in done for name in planned or [])
 
 
