@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
 import time
 
+import nbformat
 import pytest
 
 from aisci_nb.contract.idea import example_idea
@@ -92,8 +96,9 @@ def test_four_stages_offline(stack: Stack) -> None:
     types = {e["type"] for e in stack.db.events.find({"runId": run_id})}
     assert {"ai.node.created", "ai.node.code_generated", "ai.node.executing",
             "ai.node.completed", "ai.node.selected_best"} <= types
-    progress = [e["data"] for e in stack.db.events.find(
-        {"runId": run_id, "type": "ai.run.stage_progress", "data.stage": "Stage_1"}).sort("seq", 1)]
+    progress = [e["data"] for e in stack.db.events.find(  # the search's, not the cells'
+        {"runId": run_id, "type": "ai.run.stage_progress", "data.stage": "Stage_1",
+         "data.total_nodes": {"$exists": True}}).sort("seq", 1)]
     last = progress[-1]
     assert last["progress"] == 1.0 and last["total_nodes"] == len(s1)
     assert last["buggy_nodes"] + last["good_nodes"] == last["total_nodes"]
@@ -125,5 +130,19 @@ def test_stage_failures(stack: Stack, script: str, stage: str, code: str) -> Non
     assert len(own) == (3 if stage == "Stage_1" else 2)
     if code == "ALL_NODES_BUGGY":
         assert all(n["is_buggy"] and n["exc_type"] == "RuntimeError" for n in own)
+        # A buggy node back as a notebook, in its restored working directory.
+        node_id = own[-1]["id"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "aisci_nb.ops.cli", "debug", run_id, "--node", node_id,
+             "--no-lab"], env={**os.environ, **stack.env}, cwd=stack.tmp, capture_output=True,
+            text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        ws = stack.tmp / ".aisci" / "debug" / run_id / node_id
+        assert (ws / "runfile.py").read_text() == own[-1]["code"]
+        nb = nbformat.read(ws / f"{node_id}.ipynb", as_version=4)
+        errors = [o for c in nb.cells for o in c.get("outputs", [])
+                  if o.output_type == "error"]
+        assert [e.ename for e in errors] == ["RuntimeError"]
+        assert f"node {node_id}" in proc.stdout
     else:
         assert all(not n["is_buggy"] and n["stable"] is False for n in own)
