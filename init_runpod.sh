@@ -27,7 +27,7 @@ cd "$ROOT"
 ENV_NAME="${AISCI_CONDA_ENV:-ai_scientist}"
 CONDA_DIR="${CONDA_DIR:-$HOME/miniforge3}"
 APT_PACKAGES="${AISCI_APT_PACKAGES:-texlive-latex-base texlive-latex-recommended \
-texlive-latex-extra texlive-fonts-recommended texlive-bibtex-extra poppler-utils}"
+texlive-latex-extra texlive-fonts-recommended texlive-bibtex-extra poppler-utils bubblewrap}"
 MINIFORGE_URL="${MINIFORGE_URL:-https://github.com/conda-forge/miniforge/releases/latest/download/Miniforge3-Linux-$(uname -m).sh}"
 
 skip_satisfied=0
