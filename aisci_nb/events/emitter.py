@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import logging
 import mmap
@@ -38,6 +36,7 @@ from tenacity import (
 )
 
 from ..contract.envelope import Event, make_event
+from ..contract.signing import sign
 from .spool import Spool, SpoolFile
 
 log = logging.getLogger(__name__)
@@ -89,12 +88,6 @@ class Sink(Protocol):
     def send(self, lines: list[bytes]) -> None: ...
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 over `timestamp.body`, hex: what the ingest checks in HMAC mode."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
-
-
 class HttpSink:
     """Posts a batch as NDJSON to the control plane; raises on anything but 202.
 
@@ -127,9 +120,10 @@ class HttpSink:
 
 
 class DebugSink:
-    """For notebooks run outside the worker: events go to the console and a local file."""
+    """For notebooks run outside the worker: events go to a local file (and, with `echo`,
+    to stderr; off by default, because JupyterLab shows stderr as red noise)."""
 
-    def __init__(self, path: Path | None = None, echo: bool = True) -> None:
+    def __init__(self, path: Path | None = None, echo: bool = False) -> None:
         self.path = path
         self.echo = echo
         self.sent: list[dict[str, Any]] = []

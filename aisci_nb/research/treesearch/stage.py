@@ -15,8 +15,7 @@ from .journal import Journal
 from .search import SearchConfig, StageResult, TreeSearch
 from .stages import spec_for
 
-__all__ = ["TreeSearchSettings", "previous_stage", "run_stage", "spec_for", "stage_inputs",
-           "summary"]
+__all__ = ["TreeSearchSettings", "previous_stage", "run_stage", "spec_for", "summary"]
 
 log = logging.getLogger(__name__)
 
@@ -25,18 +24,6 @@ def previous_stage(stage: str) -> str | None:
     """Stage_1 → None, Stage_N → Stage_{N-1}."""
     number = spec_for(stage).number
     return f"Stage_{number - 1}" if number > 1 else None
-
-
-def stage_inputs(inputs: dict[str, dict[str, str]] | None, step: str | None) -> dict[str, Path]:
-    """The previous stage's `journal` and `best_data` among a step's inputs."""
-    if step is None:
-        return {}
-    mine = (inputs or {}).get(step) or {}
-    missing = [name for name in ("journal", "best_data") if name not in mine]
-    if missing:
-        raise ValueError(f"this stage needs {step}'s {' and '.join(missing)} among its inputs "
-                         f"(has: {sorted(inputs or {})}); run {step} first")
-    return {"journal": Path(mine["journal"]), "best_data": Path(mine["best_data"])}
 
 
 class ContextObserver:

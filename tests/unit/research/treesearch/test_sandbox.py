@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from aisci_nb.research.treesearch.sandbox import (
-    Isolation, Limits, detect_isolation, run_code, truncate)
+    Isolation,
+    Limits,
+    detect_isolation,
+    run_code,
+    truncate,
+)
 
 CANARY = "canary-secret-4f1c9a"
 

@@ -12,7 +12,13 @@ from aisci_nb.contract.failures import code_for
 from aisci_nb.research.treesearch.agent import parse_response
 from aisci_nb.research.treesearch.journal import Journal, Metric, Node
 from aisci_nb.research.treesearch.metrics import (
-    MetricError, MetricSpec, is_stable, load_data, mean_std, parse_metric)
+    MetricError,
+    MetricSpec,
+    is_stable,
+    load_data,
+    mean_std,
+    parse_metric,
+)
 from aisci_nb.research.treesearch.policy import Action, PolicyConfig, select
 from aisci_nb.research.treesearch.stages import Rules, is_complete, spec_for
 

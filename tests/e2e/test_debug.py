@@ -21,10 +21,10 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.ops.services import pid_alive, stop_pid
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import API_KEY, ROOT, S3_SECRET, Stack
-from .test_runtime import PIPELINE_1, PIPELINE_2, cell_with_label, run_steps
+from ..conftest import API_KEY, ROOT, S3_SECRET, Stack
+from ..integration.test_runtime import PIPELINE_1, PIPELINE_2, cell_with_label, run_steps
 
-NOTEBOOKS = Path(__file__).parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PIPELINE_SPEC = json.dumps([{"name": "Stage_1", "notebook": "pipeline/step_1.ipynb"},
                             {"name": "Stage_2", "notebook": "pipeline/step_2.ipynb"}])
 
@@ -85,9 +85,9 @@ def test_debug_workspace_reproduces_the_failure(stack: Stack, failed_run: dict) 
 
     nb = nbformat.read(notebook, as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata["tags"])
-    assert "events_url = None" in injected.source and "seq_path = None" in injected.source
+    assert '"events_url": None' in injected.source and '"seq_path": None' in injected.source
     assert str(local_data) in injected.source
-    assert f'run_id = "{run_id}"' in injected.source
+    assert f'"run_id": "{run_id}"' in injected.source
     assert all(c.get("id") for c in nb.cells)
 
     # Re-executing the prepared notebook reproduces the same exception, in the same cell.
