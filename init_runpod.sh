@@ -117,8 +117,8 @@ setup_python() {
 
 setup_apt() {
     if [ "$skip_satisfied" = 1 ] && command -v pdflatex >/dev/null && command -v bibtex >/dev/null \
-        && command -v pdftotext >/dev/null; then
-        say "apt: pdflatex, bibtex and pdftotext already on PATH; apt skipped"
+        && command -v pdftotext >/dev/null && command -v bwrap >/dev/null; then
+        say "apt: pdflatex, bibtex, pdftotext and bwrap already on PATH; apt skipped"
         return
     fi
     command -v dpkg-query >/dev/null || die "no dpkg: install TeX and poppler by hand ($APT_PACKAGES)"
