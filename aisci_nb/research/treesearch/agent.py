@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import AisciError
 from ..llm import LLM, Message, ScriptMissing
 from .journal import Node
 from .metrics import MetricSpec
@@ -40,7 +41,7 @@ class Proposal:
     error: str | None = None  # why the answer is unusable; None when it is usable
 
 
-class AblationPlanError(RuntimeError):
+class AblationPlanError(AisciError, RuntimeError):
     """The model did not give a usable list of ablations."""
 
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ...errors import AisciError
+
 DATA_FILE = "experiment_data.json"
 JOURNAL_VERSION = 1
 
@@ -75,7 +77,7 @@ class Node:
         return cls(**data)
 
 
-class JournalError(ValueError):
+class JournalError(AisciError, ValueError):
     """A journal file that cannot be read as one."""
 
 

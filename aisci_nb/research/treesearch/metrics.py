@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...errors import AisciError
 from .journal import Metric
 
 
-class MetricError(ValueError):
+class MetricError(AisciError, ValueError):
     """The saved results are missing, unreadable, or lack a finite value of the metric."""
 
     def __init__(self, reason: str, message: str) -> None:

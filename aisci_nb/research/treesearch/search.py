@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...errors import AisciError
 from .agent import Agent, Proposal
 from .journal import DATA_FILE, Journal, Node
 from .metrics import MetricError, MetricSpec, load_data, mean_std, parse_metric
@@ -35,7 +36,7 @@ SKIP_IN_TARBALL = {"tmp", ".mpl", "__pycache__"}
 MAX_TARBALL = 50 * 2**20
 
 
-class StageFailed(Exception):
+class StageFailed(AisciError, RuntimeError):
     """The stage ended without meeting its goal; the journal is saved and uploaded."""
 
 
