@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from ...errors import MissingInput
 from ..llm import LLM, ScriptedProvider
 from .agent import Agent
 from .config import TreeSearchSettings
@@ -15,7 +16,9 @@ from .journal import Journal
 from .search import SearchConfig, StageResult, TreeSearch
 from .stages import spec_for
 
-__all__ = ["TreeSearchSettings", "previous_stage", "run_stage", "spec_for", "summary"]
+__all__ = ["TreeSearchSettings", "previous_outputs", "previous_stage", "run_stage",
+           "spec_for", "summary"]
+HANDED_ON = ("journal", "best_data")
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,24 @@ def previous_stage(stage: str) -> str | None:
     """Stage_1 → None, Stage_N → Stage_{N-1}."""
     number = spec_for(stage).number
     return f"Stage_{number - 1}" if number > 1 else None
+
+
+def previous_outputs(ctx: Any, stage: str) -> dict[str, Path]:
+    """The previous stage's journal and best data, from the step inputs; run on its own
+    (JupyterLab, nbval: no inputs) the previous stage notebook's files in this directory."""
+    before = previous_stage(stage)
+    if before is None:
+        return {}
+    try:
+        return {name: ctx.input(before, name) for name in HANDED_ON}
+    except MissingInput:
+        local = {"journal": Path("treesearch") / before / "journal.json",
+                 "best_data": Path("treesearch") / before / "best_data.json"}
+        if getattr(ctx, "debug", False) and all(p.exists() for p in local.values()):
+            log.warning("%s: no step inputs; using %s's files in %s", stage, before,
+                        local["journal"].parent)
+            return local
+        raise
 
 
 class ContextObserver:
