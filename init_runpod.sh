@@ -27,7 +27,7 @@ cd "$ROOT"
 ENV_NAME="${AISCI_CONDA_ENV:-ai_scientist}"
 CONDA_DIR="${CONDA_DIR:-$HOME/miniforge3}"
 APT_PACKAGES="${AISCI_APT_PACKAGES:-texlive-latex-base texlive-latex-recommended \
-texlive-latex-extra texlive-fonts-recommended texlive-bibtex-extra poppler-utils}"
+texlive-latex-extra texlive-fonts-recommended texlive-bibtex-extra poppler-utils bubblewrap}"
 MINIFORGE_URL="${MINIFORGE_URL:-https://github.com/conda-forge/miniforge/releases/latest/download/Miniforge3-Linux-$(uname -m).sh}"
 
 skip_satisfied=0
@@ -117,8 +117,8 @@ setup_python() {
 
 setup_apt() {
     if [ "$skip_satisfied" = 1 ] && command -v pdflatex >/dev/null && command -v bibtex >/dev/null \
-        && command -v pdftotext >/dev/null; then
-        say "apt: pdflatex, bibtex and pdftotext already on PATH; apt skipped"
+        && command -v pdftotext >/dev/null && command -v bwrap >/dev/null; then
+        say "apt: pdflatex, bibtex, pdftotext and bwrap already on PATH; apt skipped"
         return
     fi
     command -v dpkg-query >/dev/null || die "no dpkg: install TeX and poppler by hand ($APT_PACKAGES)"

@@ -25,6 +25,10 @@ from aisci_nb.settings import Settings
 from aisci_nb.storage.store import S3Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
+# The two-moons baseline as a one-step pipeline: the walking skeleton's tests run it rather
+# than the four-stage tree search (tests/integration of the tree search cover that).
+BASELINE_WORKER = ROOT / "tests" / "worker_driver.py"
+BASELINE_ENV = {"TEST_NOTEBOOK": "baseline.ipynb", "PYTHONPATH": str(ROOT)}
 API_KEY = "test-ingest-key-not-a-secret"
 S3_SECRET = "test-s3-secret-" + secrets.token_hex(4)
 
@@ -48,11 +52,12 @@ class Stack:
         assert isinstance(store, S3Store)
         return store
 
-    def popen_worker(self, *args: str, extra_env: dict | None = None) -> subprocess.Popen:
+    def popen_worker(self, *args: str, extra_env: dict | None = None,
+                     script: Path = ROOT / "worker.py") -> subprocess.Popen:
         """A worker in the background, logging to `self.tmp / "worker.log"`."""
         env = {**os.environ, **self.env, **(extra_env or {})}
         log = (self.tmp / "worker.log").open("ab")
-        return subprocess.Popen([sys.executable, str(ROOT / "worker.py"), *args], env=env,
+        return subprocess.Popen([sys.executable, str(script), *args], env=env,
                                 cwd=self.tmp, stdout=log, stderr=subprocess.STDOUT)
 
     def worker_log(self) -> str:
@@ -60,9 +65,10 @@ class Stack:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def run_worker(self, *args: str, timeout: float = 300, extra_env: dict | None = None,
-                   cwd: Path | None = None) -> subprocess.CompletedProcess:
+                   cwd: Path | None = None,
+                   script: Path = ROOT / "worker.py") -> subprocess.CompletedProcess:
         env = {**os.environ, **self.env, **(extra_env or {})}
-        return subprocess.run([sys.executable, str(ROOT / "worker.py"), *args], env=env,
+        return subprocess.run([sys.executable, str(script), *args], env=env,
                               cwd=cwd or self.tmp, capture_output=True, text=True,
                               timeout=timeout)
 

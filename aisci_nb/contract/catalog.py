@@ -128,12 +128,17 @@ class CellFailed(CellData):
 
 
 class NodeEvent(StageData):
+    """A tree-search node (experiment code the LLM wrote) along its life."""
+
     node_id: str = Field(min_length=1)
     parent_id: str | None = None
+    op: str | None = None  # draft, debug, improve, tune, ablate, inherited
     code_size_bytes: int | None = None
     is_buggy: bool | None = None
     metric: float | None = None
     exec_time_s: float | None = None
+    reason: str | None = None  # why buggy: exception, time, memory, cpu, no_data, ...
+    gpu: str | None = None  # the GPU index it ran on, if any
 
 
 class IdeationGenerated(IdeationData):

@@ -32,18 +32,24 @@ class FailureCode(StrEnum):
     LLM_CONFIG = "LLM_CONFIG"
     LLM_SCRIPT_MISSING = "LLM_SCRIPT_MISSING"  # the offline script covers no such call
     BUDGET_EXCEEDED = "BUDGET_EXCEEDED"  # LLM_BUDGET_USD or LLM_STEP_BUDGET_USD crossed
+    ALL_NODES_BUGGY = "ALL_NODES_BUGGY"  # every node of a tree-search stage was buggy
+    MAX_ITERATIONS = "MAX_ITERATIONS"  # a tree-search stage hit its limit before its goal
 
 
 OOM_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "OOMError"})
 TIMEOUT_NAMES = frozenset({"TimeoutError", "CellTimeoutError", "TIMEOUT"})
 STORAGE_NAMES = frozenset({"StorageError"})  # the store's, also when raised in a kernel
-# The LLM layer's errors (aisci_nb.research.llm.errors), raised in kernels: their codes.
-LLM_CODES = {
+# Errors raised in kernels, by class name: the LLM layer's (research/llm/errors.py) and the
+# tree search's.
+NAMED_CODES = {
     "LLMError": FailureCode.LLM_ERROR, "LLMAuthError": FailureCode.LLM_AUTH,
     "LLMBadRequest": FailureCode.LLM_BAD_REQUEST, "LLMUnavailable": FailureCode.LLM_UNAVAILABLE,
     "LLMTimeout": FailureCode.LLM_TIMEOUT, "LLMConfigError": FailureCode.LLM_CONFIG,
     "BudgetExceeded": FailureCode.BUDGET_EXCEEDED,
     "ScriptMissing": FailureCode.LLM_SCRIPT_MISSING,
+    # The tree search's stage failures (aisci_nb.research.treesearch.search)
+    "AllNodesBuggy": FailureCode.ALL_NODES_BUGGY,
+    "MaxIterationsReached": FailureCode.MAX_ITERATIONS,
 }
 # A provider outage may be over by the next attempt; a bad key or a spent budget is not.
 RETRYABLE_CODES = frozenset({FailureCode.TIMEOUT, FailureCode.LLM_UNAVAILABLE,
@@ -74,14 +80,15 @@ class Failure:
 
 def code_for(exception_name: str) -> str:
     """CUDA OOM and MemoryError → OOMError; timeouts → TIMEOUT; storage → STORAGE_ERROR;
-    the LLM layer's errors → their codes (LLM_AUTH, BUDGET_EXCEEDED, ...); else the name."""
+    the LLM layer's errors → their codes (LLM_AUTH, BUDGET_EXCEEDED, ...); the tree search's
+    AllNodesBuggy / MaxIterationsReached → ALL_NODES_BUGGY / MAX_ITERATIONS; else the name."""
     if exception_name in OOM_NAMES:
         return FailureCode.OOM
     if exception_name in TIMEOUT_NAMES:
         return FailureCode.TIMEOUT
     if exception_name in STORAGE_NAMES:
         return FailureCode.STORAGE_ERROR
-    return LLM_CODES.get(exception_name, exception_name)
+    return NAMED_CODES.get(exception_name, exception_name)
 
 
 def from_exception(exc: BaseException, stage: str | None = None) -> Failure:

@@ -97,11 +97,12 @@ class RunContext:
 
     def register_artifact(
         self, path: str | Path, *, kind: str = "file", name: str | None = None,
-        key: str | None = None, content_type: str | None = None,
+        key: str | None = None, content_type: str | None = None, output: bool = True,
     ) -> StoredObject:
         """Upload a file (sha256, content type, multipart when large, retried), announce it
         with `ai.artifact.registered`, and list it as a step output under `name` (default:
-        the file's stem) so later steps receive it in their `inputs`. On a final failure,
+        the file's stem) so later steps receive it in their `inputs` (unless `output` is
+        false: kept for people and tools, not handed on). On a final failure,
         `ai.artifact.failed` is emitted and `StorageError` raised."""
         from ..storage.store import StorageError
 
@@ -116,7 +117,8 @@ class RunContext:
             raise StorageError(message) from exc
         self._emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
                    sha256=stored.sha256, content_type=stored.content_type, kind=kind)
-        add_output(self.outputs_path, name or path.stem, stored.key)
+        if output:
+            add_output(self.outputs_path, name or path.stem, stored.key)
         return stored
 
     @contextlib.contextmanager

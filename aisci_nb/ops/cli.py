@@ -184,16 +184,23 @@ def cmd_debug(args: argparse.Namespace) -> int:
     from ..db import connect
     from ..storage.store import open_store
     from .debug import DebugError, prepare, start_lab
+    from .debug_node import prepare_node
     from .services import stop_pid
 
     started = time.monotonic()
     settings = load_settings()
     try:
-        ws = prepare(connect(settings), open_store(settings), args.run_id, args.step, args.dir)
+        if args.node:
+            ws = prepare_node(connect(settings), open_store(settings), args.run_id, args.node,
+                              args.dir)
+        else:
+            ws = prepare(connect(settings), open_store(settings), args.run_id, args.step,
+                         args.dir)
     except (DebugError, OSError) as exc:
         return _fail(str(exc))
     print(f"workspace {ws.root}")
-    print(f"notebook  {ws.notebook} (step {ws.step}, failing cell {ws.cell_id or 'unknown'})")
+    what = f"node {args.node}, cell" if args.node else "failing cell"
+    print(f"notebook  {ws.notebook} (step {ws.step}, {what} {ws.cell_id or 'unknown'})")
     for step, outputs in ws.inputs.items():
         for name, path in outputs.items():
             print(f"input     {step}.{name} -> {path}")
@@ -247,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("debug", help="open a run's step notebook at its failing cell")
     g.add_argument("run_id")
     g.add_argument("--step", help="the step to debug (default: the failed one), e.g. Stage_2")
+    g.add_argument("--node", help="a tree-search node to rebuild as a notebook, e.g. "
+                                  "Stage_1-n002 (its code, output, error, working directory)")
     g.add_argument("--no-lab", action="store_true", help="prepare the workspace only")
     g.add_argument("--port", type=int, help="JupyterLab's port (default: a free one)")
     g.add_argument("--dir", type=Path, default=Path(".aisci/debug"),

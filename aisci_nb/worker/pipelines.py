@@ -66,6 +66,12 @@ class Pipeline:
 
 EXPERIMENT = Pipeline("experiment", (
     Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
+    Step("Stage_2", "stages/stage_2_baseline_tuning.ipynb", "baseline tuning",
+         requires=(("Stage_1", "journal"), ("Stage_1", "best_data"))),
+    Step("Stage_3", "stages/stage_3_creative_research.ipynb", "creative research",
+         requires=(("Stage_2", "journal"), ("Stage_2", "best_data"))),
+    Step("Stage_4", "stages/stage_4_ablation_studies.ipynb", "ablation studies",
+         requires=(("Stage_3", "journal"), ("Stage_3", "best_data"))),
 ))
 # Filled as their notebooks land (ideation.ipynb, plots/writeup/review.ipynb).
 IDEATION = Pipeline("ideation", ())

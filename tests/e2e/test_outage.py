@@ -10,7 +10,7 @@ from aisci_nb.contract.tracing import trace_id_of
 from aisci_nb.ops.services import free_port, launch_control_plane, stop_pid
 from aisci_nb.queue.submit import submit_hypothesis
 
-from ..conftest import Stack
+from ..conftest import BASELINE_ENV, BASELINE_WORKER, Stack
 
 OUTAGE_S = 60
 
@@ -29,7 +29,8 @@ def test_control_plane_outage_loses_nothing(stack: Stack) -> None:
     cp = launch_control_plane(port, env, stack.tmp / "cp1.log")
     worker = None
     try:
-        worker = stack.popen_worker("--max-runs", "1", extra_env=env)
+        worker = stack.popen_worker("--max-runs", "1", extra_env={**BASELINE_ENV, **env},
+                                    script=BASELINE_WORKER)
         deadline = time.monotonic() + 120
         while not stack.db.events.find_one({"runId": run_id, "type": "ai.run.started"}):
             assert time.monotonic() < deadline, "the run never started"
@@ -49,7 +50,8 @@ def test_control_plane_outage_loses_nothing(stack: Stack) -> None:
 
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_at)))
         cp = launch_control_plane(port, env, stack.tmp / "cp2.log")
-        again = stack.run_worker("--exit-when-idle", extra_env=env)  # adopts the spool
+        again = stack.run_worker("--exit-when-idle", extra_env={**BASELINE_ENV, **env},
+                                 script=BASELINE_WORKER)  # adopts the spool
         assert again.returncode == 0, again.stderr[-3000:]
     finally:
         if worker and worker.poll() is None:

@@ -76,10 +76,11 @@ def snapshot(*roots: Path) -> dict[str, tuple]:
 
 
 def require_tex() -> None:
-    missing = [t for t in ("pdflatex", "bibtex", "pdftotext") if shutil.which(t) is None]
+    missing = [t for t in ("pdflatex", "bibtex", "pdftotext", "bwrap")
+               if shutil.which(t) is None]
     if missing:  # --skip-satisfied would run apt-get from a test otherwise
         pytest.fail(f"{', '.join(missing)} missing: apt-get install texlive-latex-base "
-                    "poppler-utils (make test does: scripts/system-deps.sh)")
+                    "poppler-utils bubblewrap (make test does: scripts/system-deps.sh)")
 
 
 def test_init_names_each_missing_variable_and_starts_nothing(checkout: Path) -> None:

@@ -12,7 +12,7 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.worker.telemetry import gpu_name
 
-from ..conftest import API_KEY, S3_SECRET, Stack, wait_until
+from ..conftest import API_KEY, BASELINE_ENV, BASELINE_WORKER, S3_SECRET, Stack, wait_until
 
 
 def run_events(stack: Stack, run_id: str) -> list[dict]:
@@ -22,7 +22,8 @@ def run_events(stack: Stack, run_id: str) -> list[dict]:
 def test_run_travels_end_to_end(stack: Stack) -> None:
     sub = submit_hypothesis(stack.db, title="two moons", idea=example_idea())
     proc = stack.run_worker("--mode", "experiment", "--max-runs", "1",
-                            extra_env={"RUNPOD_POD_ID": "pod-e2e"})
+                            extra_env={**BASELINE_ENV, "RUNPOD_POD_ID": "pod-e2e"},
+                            script=BASELINE_WORKER)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     run = stack.db.runs.find_one({"_id": sub.run_id})
@@ -83,7 +84,8 @@ def test_failing_notebook_reports_and_uploads(stack: Stack) -> None:
     idea["experiment"] = {**idea["experiment"], "learning_rate": -1.0}  # refused in the kernel
     # Written past `aisci submit` (which would refuse it), as an older client might have.
     sub = submit_hypothesis(stack.db, title="bad lr", idea=idea)
-    proc = stack.run_worker("--max-runs", "1")
+    proc = stack.run_worker("--max-runs", "1", extra_env=BASELINE_ENV,
+                            script=BASELINE_WORKER)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     run = stack.db.runs.find_one({"_id": sub.run_id})
