@@ -44,6 +44,16 @@ class RunContext:
     metrics: dict[str, float] = field(default_factory=dict)
     store: ArtifactStore | None = None
     debug: bool = False
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> name -> path
+
+    def input(self, step: str, name: str) -> Path:
+        """The local path of an earlier step's output (`register_artifact(..., name=)`)."""
+        try:
+            return Path(self.inputs[step][name])
+        except KeyError:
+            have = {s: sorted(o) for s, o in self.inputs.items()}
+            raise LookupError(f"{self.stage}: no input {step}.{name} (this run has {have})"
+                              ) from None
 
     def _emit(self, event_type: str, **data: Any) -> None:
         self.events.emit(event_type, **data)
@@ -118,7 +128,7 @@ class RunContext:
 
 
 def init(
-    run_id: str | None = None,
+    run_id: str | dict[str, Any] | None = None,
     stage: str = "Stage_1",
     idea: dict[str, Any] | None = None,
     events_url: str | None = None,
@@ -127,8 +137,13 @@ def init(
     spool_dir: str | None = None,
     traceparent: str | None = None,
     lease_epoch: int | None = None,
+    inputs: dict[str, dict[str, str]] | None = None,
 ) -> RunContext:
-    """Build the run context from a notebook's parameters."""
+    """Build the run context from a notebook's parameters: the separate ones, or the one
+    `aisci` dict of the notebook API (`init(aisci, stage=stage)`; None off the worker)."""
+    if isinstance(run_id, dict):
+        info = {k: v for k, v in run_id.items() if k != "stage"}
+        return init(**{"stage": stage, "idea": idea, "inputs": inputs, **info})
     run_id = run_id or "debug-run"
     source = event_source or f"notebook://{os.uname().nodename}"
     if events_url:
@@ -143,4 +158,4 @@ def init(
     events = RunEmitter(emitter, run_id, sequence=sequence, traceparent=traceparent,
                         epoch=lease_epoch)
     return RunContext(run_id=run_id, stage=stage, idea=dict(idea or {}), events=events,
-                      debug=not events_url)
+                      debug=not events_url, inputs=dict(inputs or {}))

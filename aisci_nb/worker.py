@@ -445,17 +445,19 @@ class Worker:
             run = self.db.runs.find_one({"_id": claim.run_id}, {"steps": 1}) or {}
             inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
                                   run_dir / "inputs")
+            info = {
+                "run_id": claim.run_id, "idea": idea,
+                "inputs": inputs or None,  # none yet: a step that needs them is refused
+                "events_url": self.settings.control_plane_url,
+                "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
+                "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
+                "lease_epoch": claim.epoch,
+            }
             return execute_step(
                 step.notebook_path(self.notebooks_dir), output, step.parameters,
                 cwd=run_dir / "cwd",
-                offered={
-                    "run_id": claim.run_id, "stage": step.name, "idea": idea,
-                    "inputs": inputs or None,  # none yet: a step that needs them is refused
-                    "events_url": self.settings.control_plane_url,
-                    "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
-                    "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
-                    "lease_epoch": claim.epoch,
-                },
+                # the separate parameters, or all of them as `aisci` (the notebook API)
+                offered={**info, "stage": step.name, "aisci": info},
                 secrets=self.secret_values(), limits=self._limits(step), handle=handle,
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
                                                                **data),
