@@ -19,6 +19,9 @@ class Step:
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
     timeout_s: float | None = None  # overrides STEP_TIMEOUT_S
     cell_timeout_s: float | None = None  # overrides CELL_TIMEOUT_S
+    # The automatic review: the run is AUTO_VALIDATING while it runs, and a pipeline with
+    # one ends AWAITING_HUMAN instead of COMPLETED.
+    validation: bool = False
 
     def notebook_path(self, root: Path = NOTEBOOKS_DIR) -> Path:
         return root / self.notebook
@@ -27,6 +30,24 @@ class Step:
         return f"runs/{run_id}/notebooks/{self.name}.ipynb"
 
 
-EXPERIMENT_STEPS: tuple[Step, ...] = (
+STAGE_STEPS: tuple[Step, ...] = (
     Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
 )
+PAPER_STEPS: tuple[Step, ...] = (
+    Step("Plots", "plots.ipynb", "aggregate the stages' results into the paper's figures"),
+    Step("Writeup", "writeup.ipynb", "write the paper and compile it to PDF"),
+    Step("Review", "review.ipynb", "review the paper in the NeurIPS form", validation=True),
+)
+# The paper steps read the journals of all four stages (PLAN.md's contract); they join the
+# pipeline once the tree search provides Stage_1..Stage_4 (issue 16).
+EXPERIMENT_STEPS: tuple[Step, ...] = STAGE_STEPS + (PAPER_STEPS if len(STAGE_STEPS) == 4
+                                                    else ())
+
+
+def steps_from(steps: tuple[Step, ...], name: str) -> list[str]:
+    """The names of `name` and the steps after it; ValueError naming the valid ones."""
+    names = [s.name for s in steps]
+    match = next((n for n in names if n.lower() == name.lower()), None)
+    if match is None:
+        raise ValueError(f"no step {name!r} in the pipeline (steps: {', '.join(names)})")
+    return names[names.index(match):]

@@ -345,6 +345,8 @@ class Worker:
                 break
             if step.name in finished:
                 continue  # its outputs reach the later steps as their inputs
+            if step.validation and not self._advance(session, RunStatus.AUTO_VALIDATING):
+                return self._interrupted(session)
             failure = self._run_step(session, step, idea)
             self.emitter.adopt_orphans()  # what the step's kernel could not deliver
             if session.interrupted:
@@ -354,12 +356,38 @@ class Worker:
         if session.interrupted:
             return self._interrupted(session)
         total_s = round(time.monotonic() - started, 3)
+        if any(step.validation for step in self.steps):
+            # Reviewed: a person has the last word (`aisci validate`); never COMPLETED here.
+            if not self._advance(session, RunStatus.AUTO_VALIDATING):  # resumed after Review
+                return self._interrupted(session)
+            session.lease.stop()
+            if not self._advance(session, RunStatus.AWAITING_HUMAN,
+                                 {"totalDuration_s": total_s}):
+                return LOST
+            return RunStatus.AWAITING_HUMAN.value
         session.lease.stop()  # our own final write must not look like a takeover to it
         if not with_db_retry(queue.set_status, self.db, claim, RunStatus.COMPLETED,
                              {"completedAt": utcnow(), "totalDuration_s": total_s}):
             return LOST
         session.emit("ai.run.completed", total_duration_s=total_s)
         return RunStatus.COMPLETED.value
+
+    def _advance(self, session: RunSession, target: RunStatus,
+                 fields: dict[str, Any] | None = None) -> bool:
+        """Move the held run to `target` (no-op if it is there already), with the event that
+        says so; False when the lease was lost."""
+        current = (with_db_retry(queue.peek, self.db, session.claim) or {}).get("status")
+        if current == target.value:
+            return True
+        if not with_db_retry(queue.set_status, self.db, session.claim, target,
+                             {"updatedAt": utcnow(), **(fields or {})}):
+            if target.value not in session.claim.kind.leased:
+                return False  # the lease keeper is stopped: `peek` cannot tell
+            session.lease.lost.set()
+            return False
+        session.emit("ai.run.status_changed", **{"from": current or "RUNNING",
+                                                 "to": target.value})
+        return True
 
     def _idea(self, claim: queue.Claim) -> dict:
         hyp_id = claim.run.get("hypothesisId")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..llm import LLM, Message
 from ..jsonreply import parse_json_reply
+from ..llm import LLM, Message
 from .figures import Figure
 
 SYSTEM = ("You select and check the figures of a research paper. Answer with JSON only: "

@@ -1,8 +1,10 @@
 """Citations for the paper: the model proposes search queries (role "citations"), a
 literature search answers them, and the papers found become BibTeX entries.
 
-The search is a protocol so the Semantic Scholar client of the ideation step plugs in; offline,
-`RecordedSearch` replays recorded answers (Semantic Scholar's paper fields)."""
+The search is any callable `search(query, limit) -> [paper]` whose papers have `title`,
+`authors` (a list, or one comma-separated string), `year` and `venue`, so the ideation
+step's Semantic Scholar client and recorded literature plug in as they are; offline,
+`RecordedSearch` replays answers recorded here (Semantic Scholar's paper fields)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,18 @@ class Paper:
 
 
 class LiteratureSearch(Protocol):
-    def search(self, query: str, limit: int = 5) -> list[Paper]: ...
+    def __call__(self, query: str, limit: int = 10) -> list[Any]: ...
+
+
+def as_paper(found: Any) -> Paper:
+    """A paper from any search client (see the module docstring)."""
+    if isinstance(found, Paper):
+        return found
+    authors = found.authors
+    if isinstance(authors, str):
+        authors = [a.strip() for a in authors.split(",") if a.strip()]
+    return Paper(str(found.title), tuple(authors or ()), getattr(found, "year", None),
+                 str(getattr(found, "venue", "") or ""), str(getattr(found, "url", "") or ""))
 
 
 class RecordedSearch:
@@ -51,7 +64,7 @@ class RecordedSearch:
     def __init__(self, path: Path = RECORDED) -> None:
         self.answers: dict[str, list[dict[str, Any]]] = json.loads(path.read_text())["queries"]
 
-    def search(self, query: str, limit: int = 5) -> list[Paper]:
+    def __call__(self, query: str, limit: int = 5) -> list[Paper]:
         if query in self.answers:
             return [Paper.from_s2(p) for p in self.answers[query][:limit]]
         words = set(_words(query))
@@ -79,8 +92,9 @@ def gather(llm: LLM, search: LiteratureSearch, title: str, abstract: str,
         queries = [title]
     found: dict[str, Paper] = {}
     for query in queries:
-        for paper in search.search(query):
-            found.setdefault(paper.title.lower(), paper)
+        for paper in map(as_paper, search(query, 5)):
+            if paper.title:
+                found.setdefault(paper.title.lower(), paper)
     return list(found.values())[:max_papers]
 
 

@@ -12,8 +12,8 @@ from ..llm import LLM
 from ..plots import MANIFEST, STAGES, example_paths, load_stages, make_figures
 from ..plots.step import summarize
 from .citations import LiteratureSearch, RecordedSearch
-from .paper import PaperResult, build_paper
 from .latex import JOB
+from .paper import PaperResult, build_paper
 
 
 def example_manifest(out: Path) -> Path:
