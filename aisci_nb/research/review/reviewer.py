@@ -67,19 +67,26 @@ class ReviewResult:
                 "invalid_answers": self.attempts}
 
 
+def _problem(exc: ValueError) -> str:
+    """A validation error as one line per field: what a model (and a person) can act on."""
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})"
+                         for e in exc.errors())[:800]
+    return str(exc)[:800]
+
+
 def _ask(llm: LLM, messages: list[Message], errors: list[str]) -> tuple[Review, str]:
     for attempt in range(2):
         reply = llm.chat("review", messages, json_output=True)
         try:
             return Review.model_validate(parse_json_reply(reply.text)), reply.model
-        except (ValueError, ValidationError) as exc:
-            error = str(exc)[:800]
-            errors.append(error)
-            if attempt == 1:
-                raise ReviewError(f"the review model's answer does not fit the form twice: "
-                                  f"{error}") from None
-            messages = [*messages, reply.as_message(), Message(
-                "user", f"That answer does not fit the form: {error}\nAnswer again, JSON only.")]
+        except ValueError as exc:  # not JSON, or a ValidationError
+            error = _problem(exc)
+        errors.append(error)
+        if attempt == 1:
+            raise ReviewError(f"the review model's answer does not fit the form twice: {error}")
+        messages = [*messages, reply.as_message(), Message(
+            "user", f"That answer does not fit the form: {error}\nAnswer again, JSON only.")]
     raise AssertionError("unreachable")
 
 

@@ -85,6 +85,8 @@ _PAGES = re.compile(r"Output written on .*? \((\d+) pages?")
 def parse_log(log: str) -> tuple[list[str], list[str], list[str], list[str], int | None]:
     errors = []
     for m in _ERROR.finditer(log):
+        if m.group(1).lstrip().startswith("==> Fatal error"):
+            continue  # the consequence of the error above it
         where = _LINE.search(log, m.end())
         errors.append(f"{m.group(1)}" + (f" (line {where.group(1)}: {where.group(2).strip()})"
                                          if where else ""))
@@ -120,10 +122,10 @@ def compile_pdf(workdir: Path, timeout_s: float = 60) -> Compiled:
             continue
         log_path = workdir / f"{JOB}.log"
         log = log_path.read_text(errors="replace") if log_path.exists() else result.stdout
-        if result.returncode != 0:
-            errors, cites, refs, files, _ = parse_log(log)
+        if result.returncode != 0:  # citations are unresolved until bibtex ran: not said
+            errors, _, _, files, _ = parse_log(log)
             return Compiled(False, None, log, errors or [f"pdflatex exited {result.returncode}"],
-                            cites, refs, files)
+                            missing_files=files)
     errors, cites, refs, files, pages = parse_log(log)
     return Compiled(pdf.exists() and not errors, pdf if pdf.exists() else None, log, errors,
                     cites, refs, files, pages)
