@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..cancel import cancel_run
-from ..rerun import RerunRefused, rerun_from
+from ..queue.cancel import cancel_run
+from ..queue.rerun import RerunRefused, rerun_from
+from ..worker.pipelines import PIPELINE_STEP_NAMES
 from .deps import StateDep, UserDep, require_ingest_auth
 
 router = APIRouter(prefix="/api/runs", dependencies=[Depends(require_ingest_auth)])
@@ -55,7 +56,8 @@ async def rerun(run_id: str, body: RerunRequest, state: StateDep,
     """202 QUEUED (starts at `from`, earlier steps reused); 404 unknown run; 409 a run that
     is not finished or whose earlier steps did not complete; 422 an unknown step."""
     try:
-        done = await run_in_threadpool(rerun_from, state.db, run_id, body.from_step, by=user,
+        done = await run_in_threadpool(rerun_from, state.db, run_id, body.from_step,
+                                       steps=PIPELINE_STEP_NAMES, by=user,
                                        reason=body.reason, source="controlplane://api")
     except RerunRefused as exc:
         raise HTTPException(404 if exc.status is None else 409, str(exc)) from None

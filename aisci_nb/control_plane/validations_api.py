@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..validation import ValidationRefused, record_human_verdict
+from ..queue.validation import ValidationRefused, record_human_verdict
 from .deps import StateDep, UserDep
 
 router = APIRouter(prefix="/api/validations")

@@ -16,7 +16,7 @@ def paper_path(ctx: Any, llm: LLM, scratch: Path) -> Path:
     """The Writeup step's PDF; on its own, a paper built from the packaged example."""
     if ctx.inputs:
         return ctx.input("Writeup", "paper")
-    from ...idea import example_idea
+    from ...contract.idea import example_idea
     from ..writeup import build_paper, example_manifest
     from ..writeup.citations import RecordedSearch
 

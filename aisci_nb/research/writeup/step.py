@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from ...idea import example_idea
+from ...contract.idea import example_idea
 from ..llm import LLM
 from ..plots import MANIFEST, STAGES, example_paths, load_stages, make_figures
 from ..plots.step import summarize
