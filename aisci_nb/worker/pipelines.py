@@ -17,6 +17,8 @@ class Step:
     desc: str
     # Values for the notebook's declared parameters beyond the run context the worker offers.
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # Inputs (step, output name) it cannot run without: checked before its kernel starts.
+    requires: tuple[tuple[str, str], ...] = ()
     timeout_s: float | None = None  # overrides STEP_TIMEOUT_S
     cell_timeout_s: float | None = None  # overrides CELL_TIMEOUT_S
     # The automatic review: the run is AUTO_VALIDATING while it runs, and a pipeline with
@@ -34,9 +36,12 @@ STAGE_STEPS: tuple[Step, ...] = (
     Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
 )
 PAPER_STEPS: tuple[Step, ...] = (
-    Step("Plots", "plots.ipynb", "aggregate the stages' results into the paper's figures"),
-    Step("Writeup", "writeup.ipynb", "write the paper and compile it to PDF"),
-    Step("Review", "review.ipynb", "review the paper in the NeurIPS form", validation=True),
+    Step("Plots", "plots.ipynb", "aggregate the stages' results into the paper's figures",
+         requires=(("Stage_1", "journal"), ("Stage_1", "best_data"))),
+    Step("Writeup", "writeup.ipynb", "write the paper and compile it to PDF",
+         requires=(("Plots", "figures"),)),
+    Step("Review", "review.ipynb", "review the paper in the NeurIPS form",
+         requires=(("Writeup", "paper"),), validation=True),
 )
 # The paper steps read the journals of all four stages (PLAN.md's contract); they join the
 # pipeline once the tree search provides Stage_1..Stage_4 (issue 16).
