@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_emit.py
 	$(BIN)/python bench/bench_step_overhead.py
+	$(BIN)/python bench/bench_pipeline.py
 
 docs: install
 	$(BIN)/python -m aisci_nb.ops.catalog_doc --write
