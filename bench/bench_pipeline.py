@@ -66,10 +66,14 @@ def in_process() -> dict[str, float]:
     times: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="aisci-bench-") as tmp, contextlib.chdir(tmp):
         out = Path(tmp)
-        for name, step in (("Plots", lambda c: run_plots(c, scripted_llm(), out / "p", "t")),
-                           ("Writeup", lambda c: run_writeup(c, scripted_llm(), out / "w")),
-                           ("Review", lambda c: run_review(c, scripted_llm(), out / "r"))):
+        steps = (("Plots", lambda c: run_plots(c, scripted_llm(), out / "p", "t"), {}),
+                 ("Writeup", lambda c: run_writeup(c, scripted_llm(), out / "w"),
+                  {"Plots": {"figures": str(out / "p" / "figures.json")}}),
+                 ("Review", lambda c: run_review(c, scripted_llm(), out / "r"),
+                  {"Writeup": {"paper": str(out / "w" / "latex" / "paper.pdf")}}))
+        for name, step, inputs in steps:
             ctx = aisci_nb.init(None, stage=name)
+            ctx.inputs = inputs  # each step reads what the one before it wrote
             started = time.perf_counter()
             step(ctx)
             times[name] = time.perf_counter() - started
@@ -88,9 +92,8 @@ def main() -> None:
         record = run["steps"].get(step.name) or {}
         took = record.get("duration_s") or 0.0
         base = baseline.get(step.name)
-        ratio = f"{took / base:6.2f}" if base else "     -"
-        print(f"{step.name:<10} {took:9.2f} {base if base else float('nan'):13.2f} {ratio}"
-              f"  {record.get('status')}")
+        shown = f"{base:13.2f} {took / base:6.2f}" if base else f"{'-':>13} {'-':>6}"
+        print(f"{step.name:<10} {took:9.2f} {shown}  {record.get('status')}")
     print(f"{'total':<10} {total:9.2f}  (claim to AWAITING_HUMAN, wall)")
 
 
