@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from _common import QuietWorker, private_mongod
+from _common import private_mongod, quiet_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_STAGE = ROOT / "tests" / "notebooks" / "fixture_stage.ipynb"
@@ -47,7 +47,7 @@ def worker_run(steps) -> tuple[dict, float]:
                             work_dir=root / "work", artifacts_dir=root / "artifacts")
         db = MongoClient(url, tz_aware=True).get_default_database()
         run_id = submit_hypothesis(db, title="bench", idea=example_idea()).run_id
-        worker = QuietWorker(settings, db, LocalStore(root / "artifacts"),
+        worker = quiet_worker(settings, db, LocalStore(root / "artifacts"),
                              notebooks_dir=ROOT / "notebooks", steps=steps)
         started = time.perf_counter()
         worker.run_forever(max_runs=1, exit_when_idle=True)

@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from ..events.emitter import sign
+from ..contract.signing import sign
 from ..settings import Settings
 from .metrics import IngestMetrics
 from .projection import Projector

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import logging
 import mmap
@@ -38,6 +36,7 @@ from tenacity import (
 )
 
 from ..contract.envelope import Event, make_event
+from ..contract.signing import sign
 from .spool import Spool, SpoolFile
 
 log = logging.getLogger(__name__)
@@ -87,12 +86,6 @@ class SequenceCounter:
 
 class Sink(Protocol):
     def send(self, lines: list[bytes]) -> None: ...
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 over `timestamp.body`, hex: what the ingest checks in HMAC mode."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 class HttpSink:

@@ -1,4 +1,9 @@
-"""The steps of a research run, in order, each a parameterized notebook under `notebooks/`."""
+"""The pipelines a worker can run: named, ordered steps, each a parameterized notebook.
+
+The step notebooks live at the top of the repository (`notebooks/`, as the design card has
+them) and ship inside the wheel as `aisci_nb/_notebooks/` (copied there by the build hook in
+`setup.py`), so a pod that `pip install`s aisci finds them as a checkout does.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+PACKAGED_NOTEBOOKS = Path(__file__).resolve().parents[1] / "_notebooks"  # installed wheel
+CHECKOUT_NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"  # source checkout
+
+
+def notebooks_dir() -> Path:
+    """Where the step notebooks are: inside the installed package, else in the checkout."""
+    return PACKAGED_NOTEBOOKS if PACKAGED_NOTEBOOKS.is_dir() else CHECKOUT_NOTEBOOKS
+
+
+NOTEBOOKS_DIR = notebooks_dir()
 
 
 @dataclass(frozen=True)
@@ -32,21 +46,63 @@ class Step:
         return f"runs/{run_id}/notebooks/{self.name}.ipynb"
 
 
+@dataclass(frozen=True)
+class Pipeline:
+    """A named sequence of steps; a run carries its steps in order, skipping finished ones."""
+
+    name: str
+    steps: tuple[Step, ...]
+
+    def __iter__(self):
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(f"pipeline {self.name!r} has no step {name!r}; "
+                       f"its steps: {', '.join(s.name for s in self.steps) or 'none'}")
+
+
 STAGE_STEPS: tuple[Step, ...] = (
     Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
 )
-PAPER_STEPS: tuple[Step, ...] = (
+# Filled as their notebooks land (ideation.ipynb).
+IDEATION = Pipeline("ideation", ())
+PAPER = Pipeline("paper", (
     Step("Plots", "plots.ipynb", "aggregate the stages' results into the paper's figures",
          requires=(("Stage_1", "journal"), ("Stage_1", "best_data"))),
     Step("Writeup", "writeup.ipynb", "write the paper and compile it to PDF",
          requires=(("Plots", "figures"),)),
+))
+REVIEW = Pipeline("review", (
     Step("Review", "review.ipynb", "review the paper in the NeurIPS form",
          requires=(("Writeup", "paper"),), validation=True),
-)
+))
+PAPER_STEPS: tuple[Step, ...] = PAPER.steps + REVIEW.steps
 # The paper steps read the journals of all four stages (PLAN.md's contract); they join the
-# pipeline once the tree search provides Stage_1..Stage_4 (issue 16).
-EXPERIMENT_STEPS: tuple[Step, ...] = STAGE_STEPS + (PAPER_STEPS if len(STAGE_STEPS) == 4
-                                                    else ())
+# experiment pipeline once the tree search provides Stage_1..Stage_4 (issue 16).
+EXPERIMENT = Pipeline("experiment", STAGE_STEPS + (PAPER_STEPS if len(STAGE_STEPS) == 4
+                                                   else ()))
 
+PIPELINES: dict[str, Pipeline] = {p.name: p for p in (EXPERIMENT, IDEATION, PAPER, REVIEW)}
+EXPERIMENT_STEPS: tuple[Step, ...] = EXPERIMENT.steps
 # Every step a run of the experiment pipeline can have, in order: what a re-run names.
 PIPELINE_STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STAGE_STEPS + PAPER_STEPS)
+
+
+def pipeline(name: str) -> Pipeline:
+    """The registered pipeline `name`; KeyError listing the known ones."""
+    try:
+        return PIPELINES[name]
+    except KeyError:
+        raise KeyError(f"no pipeline {name!r}; known: {', '.join(PIPELINES)}") from None
+
+
+def register(p: Pipeline) -> Pipeline:
+    """Add (or replace) a pipeline: the seam where a new kind of run plugs in."""
+    PIPELINES[p.name] = p
+    return p

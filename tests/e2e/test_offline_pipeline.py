@@ -14,8 +14,7 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.worker.pipelines import EXPERIMENT_STEPS
 
-from ..conftest import Stack
-from ..test_slice import wait_until
+from ..conftest import Stack, wait_until
 
 NAMES = [s.name for s in EXPERIMENT_STEPS]
 FULL = {"Stage_1", "Stage_2", "Stage_3", "Stage_4", "Plots", "Writeup", "Review"}

@@ -19,10 +19,9 @@ from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.worker.loop import Worker
 from aisci_nb.worker.pipelines import PAPER_STEPS, Step
 
-from .conftest import API_KEY, Stack
-from .test_slice import wait_until
+from ..conftest import API_KEY, Stack, wait_until
 
-NOTEBOOKS = Path(__file__).parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FIXTURE_STAGES = tuple(Step(f"Stage_{i}", "fixture_stage.ipynb", "fixture stage outputs")
                        for i in range(1, 5))
 PIPELINE = FIXTURE_STAGES + tuple(replace(s, notebook=f"../../notebooks/{s.notebook}")
