@@ -52,3 +52,16 @@ def events(ctx, cwd: Path) -> list[dict]:
 def poppler(*cmd: str) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True,
                           env={**os.environ, "LC_ALL": "C"}).stdout
+
+
+@pytest.fixture(scope="session")
+def example_paper(tmp_path_factory: pytest.TempPathFactory):
+    """The paper of the packaged example stages on the default script, built once."""
+    from aisci_nb.contract.idea import example_idea
+    from aisci_nb.research.llm.offline import scripted_llm
+    from aisci_nb.research.writeup import RecordedSearch, build_paper, example_manifest
+
+    manifest = example_manifest(tmp_path_factory.mktemp("figures"))
+    return build_paper(scripted_llm("default"), example_idea(), json.loads(manifest.read_text()),
+                       manifest.parent, tmp_path_factory.mktemp("paper") / "latex",
+                       RecordedSearch(), page_limit=8)

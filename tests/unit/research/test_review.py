@@ -79,9 +79,11 @@ def test_two_invalid_answers_fail_naming_the_field() -> None:
 
 
 @needs_tex
-def test_run_review_reads_the_pdf_and_emits_the_validation(ctx, tmp_path: Path) -> None:
+def test_run_review_reads_the_pdf_and_emits_the_validation(ctx, tmp_path: Path,
+                                                           example_paper) -> None:
+    ctx.inputs = {"Writeup": {"paper": str(example_paper.pdf)}}
     result = run_review(ctx, scripted_llm("default"), tmp_path / "review")
-    paper = read_pdf(next((tmp_path / "review").rglob("paper.pdf")))
+    paper = read_pdf(example_paper.pdf)
     assert paper.figures == 4 and paper.pages >= 2 and "Introduction" in paper.text
     got = events(ctx, tmp_path)
     types = [e["type"] for e in got]
