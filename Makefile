@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python bench/bench_step_overhead.py
 	$(BIN)/python bench/bench_llm_overhead.py
 	$(BIN)/python bench/bench_sandbox.py
+	$(BIN)/python bench/bench_pipeline.py
 
 docs: install
 	$(BIN)/python -m aisci_nb.ops.catalog_doc --write

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests need: shellcheck (the pod scripts are linted), TeX and poppler
-# (aisci doctor compiles a document; init_runpod.sh --skip-satisfied expects them on PATH),
+# (aisci doctor compiles a document; init_runpod.sh --skip-satisfied expects them on PATH;
+# the paper's template uses booktabs/caption (latex-recommended) and Times (fonts-recommended)),
 # bubblewrap (the tree search's sandbox for generated experiment code).
 # Installs only what is missing; as root directly, otherwise through sudo.
 set -euo pipefail
@@ -9,6 +10,10 @@ command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v pdflatex >/dev/null || missing+=(texlive-latex-base)
 command -v pdftotext >/dev/null || missing+=(poppler-utils)
 command -v bwrap >/dev/null || missing+=(bubblewrap)  # the tree search's sandbox
+command -v kpsewhich >/dev/null && kpsewhich booktabs.sty >/dev/null \
+    || missing+=(texlive-latex-recommended)
+command -v kpsewhich >/dev/null && kpsewhich utmr8a.pfb >/dev/null \
+    || missing+=(texlive-fonts-recommended)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
     sudo=()

@@ -85,6 +85,28 @@ def advance_filter(run_id: str, target: RunStatus) -> dict[str, Any]:
     return {"_id": run_id, "status": {"$in": [s.value for s in behind(target)]}}
 
 
+# A person's verdict on a run awaiting one: the only way to HUMAN_VALIDATED, or to FAILED
+# with the reviewer's reason. Never through ingest: a worker cannot validate its own run.
+HUMAN_VERDICT: dict[str, RunStatus] = {"pass": RunStatus.HUMAN_VALIDATED,
+                                       "fail": RunStatus.FAILED}
+
+
+def human_verdict_filter(run_id: str, verdict: str) -> dict[str, Any]:
+    """The run, only while it awaits a person and the verdict's status may follow."""
+    target = HUMAN_VERDICT[verdict]
+    assert can_transition(RunStatus.AWAITING_HUMAN, target)
+    return {"_id": run_id, "status": RunStatus.AWAITING_HUMAN.value}
+
+
+# Re-running a late step (rewrite the paper, review again) sends a run back to the queue
+# from these statuses; a human-validated run keeps its verdict, a canceled one stays so.
+RERUNNABLE = frozenset({RunStatus.AWAITING_HUMAN, RunStatus.COMPLETED, RunStatus.FAILED})
+
+
+def rerun_filter(run_id: str, **extra: Any) -> dict[str, Any]:
+    return {"_id": run_id, "status": {"$in": sorted(s.value for s in RERUNNABLE)}, **extra}
+
+
 # Statuses in which a worker holds the run under a lease: the ones it may be re-queued from.
 LEASED = frozenset(sources_for(RunStatus.QUEUED))
 
@@ -129,6 +151,7 @@ class Outcome(StrEnum):
     """What a worker's `process` answers for one claimed document: where it left it."""
 
     COMPLETED = "COMPLETED"
+    AWAITING_HUMAN = "AWAITING_HUMAN"  # reviewed: a person has the last word
     FAILED = "FAILED"
     CANCELED = "CANCELED"
     QUEUED = "QUEUED"  # released at shutdown or re-queued for a retry

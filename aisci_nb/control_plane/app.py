@@ -19,6 +19,7 @@ from .metrics import IngestMetrics
 from .pages import router as pages_router
 from .projection import Projector
 from .runs_api import router as runs_router
+from .validations_api import router as validations_router
 
 log = logging.getLogger("aisci.control_plane")
 
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(artifacts_router)
     app.include_router(runs_router)
+    app.include_router(validations_router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 import secrets
@@ -91,3 +92,20 @@ async def _check_signature(request: Request, state: State, keys: list[str],
         state.db.ingest_signatures.insert_one({"_id": signature, "at": datetime.now(UTC)})
     except DuplicateKeyError:
         raise _refuse("replayed signature: this request was already accepted", "HMAC") from None
+
+
+async def current_user(
+    request: Request,
+    state: StateDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """Who is acting, for actions a person takes (a human verdict, a re-run). Today a bearer
+    key of INGEST_API_KEYS, named by a short hash of it (never the key itself); a sign-in
+    (issue 13) replaces this one dependency and returns the user's name."""
+    await require_ingest_auth(request, state, creds)
+    if creds is None:  # INGEST_ALLOW_UNAUTHENTICATED
+        return "anonymous"
+    return "api-key:" + hashlib.sha256(creds.credentials.encode()).hexdigest()[:8]
+
+
+UserDep = Annotated[str, Depends(current_user)]

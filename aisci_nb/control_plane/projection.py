@@ -288,7 +288,13 @@ class Projector:
         sets["status"] = status.value
         if time_field:
             sets[time_field] = e.time
-        batch.add("runs", UpdateOne(advance_filter(run_id, status), {"$set": sets}))
+        flt = advance_filter(run_id, status)
+        if status is RunStatus.AWAITING_HUMAN:
+            # The review notebook says so before its step is stored: while its worker holds
+            # the lease, the worker moves the run itself once the step is safe (a status
+            # outside the leased ones would look like a takeover to it).
+            flt["leaseExpiresAt"] = None
+        batch.add("runs", UpdateOne(flt, {"$set": sets}))
 
     def _stage_started(self, run_id: str, e: Event, base: dict, batch: _Batch) -> None:
         stage = e.data["stage"]

@@ -1,6 +1,7 @@
-"""`POST /api/runs/{run_id}/cancel`: cancel a queued run at once, flag a running one.
+"""`POST /api/runs/{run_id}/cancel`: cancel a queued run at once, flag a running one;
+`POST /api/runs/{run_id}/rerun`: re-queue a finished run to start at a given step.
 
-It changes what runs, so it takes the same bearer keys as the ingest.
+They change what runs, so they take the same bearer keys as the ingest.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..queue.cancel import cancel_run
-from .deps import StateDep, require_ingest_auth
+from ..queue.rerun import RerunRefused, rerun_from
+from ..worker.pipelines import PIPELINE_STEP_NAMES
+from .deps import StateDep, UserDep, require_ingest_auth
 
 router = APIRouter(prefix="/api/runs", dependencies=[Depends(require_ingest_auth)])
 
@@ -39,3 +42,26 @@ async def cancel(run_id: str, state: StateDep,
         raise HTTPException(409, f"run {run_id} is already {outcome.status}")
     code = 200 if outcome.outcome == "CANCELED" else 202
     return JSONResponse({"run_id": run_id, "status": outcome.outcome}, status_code=code)
+
+
+class RerunRequest(BaseModel):
+    from_step: str = Field(alias="from", min_length=1, max_length=100,
+                           description="the first step to run again (e.g. Writeup)")
+    reason: str | None = Field(None, max_length=2000)
+
+
+@router.post("/{run_id}/rerun")
+async def rerun(run_id: str, body: RerunRequest, state: StateDep,
+                user: UserDep) -> JSONResponse:
+    """202 QUEUED (starts at `from`, earlier steps reused); 404 unknown run; 409 a run that
+    is not finished or whose earlier steps did not complete; 422 an unknown step."""
+    try:
+        done = await run_in_threadpool(rerun_from, state.db, run_id, body.from_step,
+                                       steps=PIPELINE_STEP_NAMES, by=user,
+                                       reason=body.reason, source="controlplane://api")
+    except RerunRefused as exc:
+        raise HTTPException(404 if exc.status is None else 409, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return JSONResponse({"run_id": run_id, "status": "QUEUED", "from": done.from_step,
+                         "steps": done.reset, "previous": done.previous}, status_code=202)

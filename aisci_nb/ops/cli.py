@@ -95,8 +95,46 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """A person's verdict, through MongoDB directly (like cancel): who is the local user."""
+    import socket
+
+    from ..db import connect
+    from ..queue.validation import ValidationRefused, record_human_verdict
+
+    settings = load_settings()
+    by = f"{os.environ.get('USER', 'cli')}@{socket.gethostname()}"
+    try:
+        done = record_human_verdict(connect(settings), args.run_id, args.verdict, by=by,
+                                    notes=args.notes, source=f"cli://{socket.gethostname()}")
+    except ValidationRefused as exc:
+        return _fail(str(exc))
+    print(f"run {args.run_id} {done.status} (human verdict {done.verdict} by {done.by})")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    import socket
+
+    from ..db import connect
+    from ..queue.rerun import RerunRefused, rerun_from
+    from ..worker.pipelines import PIPELINE_STEP_NAMES
+
+    settings = load_settings()
+    by = f"{os.environ.get('USER', 'cli')}@{socket.gethostname()}"
+    try:
+        done = rerun_from(connect(settings), args.run_id, args.from_step,
+                          steps=PIPELINE_STEP_NAMES, by=by,
+                          reason=args.reason, source=f"cli://{socket.gethostname()}")
+    except (RerunRefused, ValueError) as exc:
+        return _fail(str(exc))
+    print(f"run {args.run_id} QUEUED (was {done.previous}): starts at {done.from_step}, "
+          f"re-runs {', '.join(done.reset)}; earlier steps' outputs are reused")
+    return 0
+
+
 def wait_for_run(db, run_id: str, timeout_s: float = 900) -> dict:
-    """Poll the run until it is terminal, showing its stage progress."""
+    """Poll the run until it is terminal or awaits a person, showing its stage progress."""
     from tqdm import tqdm
 
     from ..contract.lifecycle import TERMINAL
@@ -110,7 +148,7 @@ def wait_for_run(db, run_id: str, timeout_s: float = 900) -> dict:
             bar.n = int(100 * (stage.get("progress") or 0))
             bar.set_description(f"{run.get('status', '?')} {stage.get('name') or ''}".strip())
             bar.refresh()
-            if run.get("status") in TERMINAL:
+            if run.get("status") in TERMINAL or run.get("status") == "AWAITING_HUMAN":
                 return run
             time.sleep(0.5)
     raise TimeoutError(f"run {run_id} did not finish in {timeout_s:.0f}s")
@@ -160,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  artifact {key}")
     print(f"demo wall time {time.monotonic() - started:.1f}s "
           f"(worker log: {log_path.relative_to(root)}; stop services: aisci services down)")
-    return 0 if run.get("status") == RunStatus.COMPLETED else 1
+    return 0 if run.get("status") in (RunStatus.COMPLETED, RunStatus.AWAITING_HUMAN) else 1
 
 
 def _await_artifacts(db, run_id: str, timeout_s: float = 15) -> list[str]:
@@ -250,6 +288,23 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--reason", help="shown with the run")
     x.set_defaults(func=cmd_cancel)
+
+    v = sub.add_parser("validate", help="record a person's verdict on a run AWAITING_HUMAN")
+    v.add_argument("run_id")
+    verdict = v.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--pass", dest="verdict", action="store_const", const="pass",
+                         help="the paper holds up: HUMAN_VALIDATED")
+    verdict.add_argument("--fail", dest="verdict", action="store_const", const="fail",
+                         help="it does not: FAILED, with the notes as the reason")
+    v.add_argument("--notes", help="what the reviewer found (kept with the verdict)")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("rerun", help="re-queue a finished run to start at a step (e.g. Writeup)")
+    r.add_argument("run_id")
+    r.add_argument("--from", dest="from_step", required=True,
+                   help="the first step to run again; earlier steps' outputs are reused")
+    r.add_argument("--reason", help="kept with the run")
+    r.set_defaults(func=cmd_rerun)
 
     g = sub.add_parser("debug", help="open a run's step notebook at its failing cell")
     g.add_argument("run_id")

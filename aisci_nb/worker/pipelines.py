@@ -35,6 +35,9 @@ class Step:
     requires: tuple[tuple[str, str], ...] = ()
     timeout_s: float | None = None  # overrides STEP_TIMEOUT_S
     cell_timeout_s: float | None = None  # overrides CELL_TIMEOUT_S
+    # The automatic review: the run is AUTO_VALIDATING while it runs, and a pipeline with
+    # one ends AWAITING_HUMAN instead of COMPLETED.
+    validation: bool = False
 
     def notebook_path(self, root: Path = NOTEBOOKS_DIR) -> Path:
         return root / self.notebook
@@ -64,7 +67,7 @@ class Pipeline:
                        f"its steps: {', '.join(s.name for s in self.steps) or 'none'}")
 
 
-EXPERIMENT = Pipeline("experiment", (
+STAGE_STEPS: tuple[Step, ...] = (
     Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
     Step("Stage_2", "stages/stage_2_baseline_tuning.ipynb", "baseline tuning",
          requires=(("Stage_1", "journal"), ("Stage_1", "best_data"))),
@@ -72,14 +75,29 @@ EXPERIMENT = Pipeline("experiment", (
          requires=(("Stage_2", "journal"), ("Stage_2", "best_data"))),
     Step("Stage_4", "stages/stage_4_ablation_studies.ipynb", "ablation studies",
          requires=(("Stage_3", "journal"), ("Stage_3", "best_data"))),
-))
-# Filled as their notebooks land (ideation.ipynb, plots/writeup/review.ipynb).
+)
+# Filled as their notebooks land (ideation.ipynb).
 IDEATION = Pipeline("ideation", ())
-PAPER = Pipeline("paper", ())
-REVIEW = Pipeline("review", ())
+PAPER = Pipeline("paper", (
+    Step("Plots", "plots.ipynb", "aggregate the stages' results into the paper's figures",
+         requires=(("Stage_1", "journal"), ("Stage_1", "best_data"))),
+    Step("Writeup", "writeup.ipynb", "write the paper and compile it to PDF",
+         requires=(("Plots", "figures"),)),
+))
+REVIEW = Pipeline("review", (
+    Step("Review", "review.ipynb", "review the paper in the NeurIPS form",
+         requires=(("Writeup", "paper"),), validation=True),
+))
+PAPER_STEPS: tuple[Step, ...] = PAPER.steps + REVIEW.steps
+# The paper steps read the journals of all four stages (PLAN.md's contract); they join the
+# experiment pipeline once the tree search provides Stage_1..Stage_4 (issue 16).
+EXPERIMENT = Pipeline("experiment", STAGE_STEPS + (PAPER_STEPS if len(STAGE_STEPS) == 4
+                                                   else ()))
 
 PIPELINES: dict[str, Pipeline] = {p.name: p for p in (EXPERIMENT, IDEATION, PAPER, REVIEW)}
 EXPERIMENT_STEPS: tuple[Step, ...] = EXPERIMENT.steps
+# Every step a run of the experiment pipeline can have, in order: what a re-run names.
+PIPELINE_STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STAGE_STEPS + PAPER_STEPS)
 
 
 def pipeline(name: str) -> Pipeline:

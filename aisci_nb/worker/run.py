@@ -52,6 +52,9 @@ def carry(w: Worker, session: RunSession) -> Outcome:
             break
         if step.name in finished:
             continue  # its outputs reach the later steps as their inputs
+        if step.validation and not advance(w, session,
+                                                              RunStatus.AUTO_VALIDATING):
+            return interrupted(w, session)
         failure = w.run_step(session, step, idea)
         w.emitter.adopt_orphans()  # what the step's kernel could not deliver
         if session.interrupted:
@@ -64,12 +67,37 @@ def carry(w: Worker, session: RunSession) -> Outcome:
 
 
 def complete(w: Worker, session: RunSession, total_s: float) -> Outcome:
+    if any(step.validation for step in w.steps):
+        # Reviewed: a person has the last word (`aisci validate`); never COMPLETED here.
+        if not advance(w, session, RunStatus.AUTO_VALIDATING):  # resumed after the review
+            return interrupted(w, session)
+        session.lease.stop()
+        if not advance(w, session, RunStatus.AWAITING_HUMAN, {"totalDuration_s": total_s}):
+            return Outcome.LOST
+        return Outcome.AWAITING_HUMAN
     session.lease.stop()  # our own final write must not look like a takeover to it
     if not with_db_retry(claims.set_status, w.db, session.claim, RunStatus.COMPLETED,
                          {"completedAt": utcnow(), "totalDuration_s": total_s}):
         return Outcome.LOST
     session.emit("ai.run.completed", total_duration_s=total_s)
     return Outcome.COMPLETED
+
+
+def advance(w: Worker, session: RunSession, target: RunStatus,
+            fields: dict | None = None) -> bool:
+    """Move the held run to `target` (no-op if it is there already), with the event that
+    says so; False when the lease was lost."""
+    current = (with_db_retry(claims.peek, w.db, session.claim) or {}).get("status")
+    if current == target.value:
+        return True
+    if not with_db_retry(claims.set_status, w.db, session.claim, target,
+                         {"updatedAt": utcnow(), **(fields or {})}):
+        if target.value in session.claim.kind.leased:
+            session.lease.lost.set()  # else the keeper is stopped and cannot tell
+        return False
+    session.emit("ai.run.status_changed", **{"from": current or RunStatus.RUNNING.value,
+                                             "to": target.value})
+    return True
 
 
 def load_idea(w: Worker, claim: claims.Claim) -> dict:

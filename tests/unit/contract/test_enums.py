@@ -26,7 +26,7 @@ def test_codes_keep_their_wire_values() -> None:
 
 
 def test_outcome_covers_every_status_a_worker_can_leave() -> None:
-    for status in ("COMPLETED", "FAILED", "CANCELED", "QUEUED"):
+    for status in ("COMPLETED", "AWAITING_HUMAN", "FAILED", "CANCELED", "QUEUED"):
         assert Outcome(status) == RunStatus(status)
     assert Outcome.LOST == "LOST" and "LOST" not in {s.value for s in RunStatus}
 
