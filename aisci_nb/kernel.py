@@ -117,8 +117,12 @@ class RunContext:
         self.events.emitter.close(timeout_s=timeout_s)
 
 
+RUN_INFO = ("run_id", "idea", "events_url", "event_source", "seq_path", "spool_dir",
+            "traceparent", "lease_epoch")
+
+
 def init(
-    run_id: str | None = None,
+    run_id: str | dict[str, Any] | None = None,
     stage: str = "Stage_1",
     idea: dict[str, Any] | None = None,
     events_url: str | None = None,
@@ -128,7 +132,14 @@ def init(
     traceparent: str | None = None,
     lease_epoch: int | None = None,
 ) -> RunContext:
-    """Build the run context from a notebook's parameters."""
+    """Build the run context from a notebook's parameters: the separate ones, or the
+    worker's run info as one dict (`aisci_nb.init(aisci, stage=stage)`)."""
+    if isinstance(run_id, dict):
+        info = run_id
+        values = {k: info.get(k) for k in RUN_INFO}
+        if idea is not None:
+            values["idea"] = idea
+        return init(**values, stage=stage)
     run_id = run_id or "debug-run"
     source = event_source or f"notebook://{os.uname().nodename}"
     if events_url:

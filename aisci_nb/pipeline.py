@@ -19,14 +19,19 @@ class Step:
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
     timeout_s: float | None = None  # overrides STEP_TIMEOUT_S
     cell_timeout_s: float | None = None  # overrides CELL_TIMEOUT_S
+    key_template: str = "runs/{id}/notebooks/{name}.ipynb"  # where its executed notebook goes
 
     def notebook_path(self, root: Path = NOTEBOOKS_DIR) -> Path:
         return root / self.notebook
 
     def artifact_key(self, run_id: str) -> str:
-        return f"runs/{run_id}/notebooks/{self.name}.ipynb"
+        return self.key_template.format(id=run_id, name=self.name)
 
 
 EXPERIMENT_STEPS: tuple[Step, ...] = (
     Step("Stage_1", "stages/stage_1_initial_implementation.ipynb", "initial implementation"),
 )
+
+# Served for an ideation request (its id in place of a run id).
+IDEATION_STEP = Step("Ideation", "ideation.ipynb", "propose and refine research ideas",
+                     key_template="ideation/{id}/{name}.ipynb")

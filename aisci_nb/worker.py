@@ -36,7 +36,7 @@ from .kernel import API_KEY_ENV, AUTH_MODE_ENV
 from .lease import LeaseKeeper
 from .lifecycle import RunStatus
 from .pickup import Pickup
-from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
+from .pipeline import EXPERIMENT_STEPS, IDEATION_STEP, NOTEBOOKS_DIR, Step
 from .queue_log import log_hand_back
 from .reaper import Reaper
 from .runner import Limits, StepError, StepHandle, StepResult, execute_step
@@ -90,7 +90,7 @@ class RunSession:
     stop (taken over, canceled, released at shutdown), if it must."""
 
     claim: queue.Claim
-    events: RunEmitter | None  # None for an ideation request (its events carry no run)
+    events: RunEmitter | None  # an ideation request's events carry its id as the run id
     lease: LeaseKeeper | None = None
     releasing: bool = False
 
@@ -166,7 +166,7 @@ class Worker:
         """The credentials this worker holds; refused in parameters, kept out of notebooks."""
         s = self.settings
         found = [s.aisci_api_key, s.minio_secret_key, s.openai_api_key, s.anthropic_api_key,
-                 *s.ingest_api_keys]
+                 s.s2_api_key, *s.ingest_api_keys]
         return [v.get_secret_value() for v in found if v and v.get_secret_value()]
 
     def kernel_env(self) -> dict[str, str]:
@@ -184,6 +184,14 @@ class Worker:
             "MINIO_BUCKET": s.minio_bucket,
             "MINIO_SECURE": str(s.minio_secure).lower(),
             "ARTIFACTS_DIR": str(s.artifacts_dir.resolve()),
+            # what the research libraries read (ideation's model and literature search)
+            "LLM_SCRIPT": s.llm_script,
+            "LITERATURE_SEARCH": str(s.literature_search).lower(),
+            "LITERATURE_SOURCE": s.literature_source,
+            "S2_API_URL": s.s2_api_url,
+            "S2_API_KEY": s.s2_api_key.get_secret_value() if s.s2_api_key else None,
+            "S2_MAX_ATTEMPTS": s.s2_max_attempts,
+            "S2_BACKOFF_S": s.s2_backoff_s,
         }
         env.update({k: str(v) for k, v in values.items() if v is not None})
         return env
@@ -271,15 +279,15 @@ class Worker:
         trace_id = claim.run.get("traceId")
         if not trace_id:
             trace_id = new_trace_id()
-            self.db.runs.update_one(queue.fenced_filter(claim), {"$set": {"traceId": trace_id}})
+            self.db[claim.kind.collection].update_one(queue.fenced_filter(claim),
+                                                      {"$set": {"traceId": trace_id}})
         seq = SequenceCounter(self._run_dir(claim) / "events.seq", floor=claim.seq_floor)
         return RunEmitter(self.emitter, claim.run_id, sequence=seq,
                           traceparent=traceparent(trace_id), epoch=claim.epoch)
 
     def _open(self, claim: queue.Claim) -> RunSession:
         s = self.settings
-        events = self._run_emitter(claim) if claim.kind is queue.RUNS else None
-        session = RunSession(claim, events)
+        session = RunSession(claim, self._run_emitter(claim))
 
         def stop(_flag: dict | None = None) -> None:
             self.interrupt(*session.stop_reason())
@@ -312,6 +320,8 @@ class Worker:
                 log.warning("%s %s: lease lost (%s)", claim.kind.name, claim.run_id, exc)
                 return LOST
             log.exception("%s %s failed in the worker", claim.kind.name, claim.run_id)
+            if claim.kind is queue.IDEATION:
+                return self._ideation_failed(session, from_exception(exc))
             return self._fail(session, from_exception(exc))
         finally:
             self._session = None
@@ -371,7 +381,10 @@ class Worker:
             raise ValueError(f"hypothesis {hyp_id}: ideaJson is missing or not an object")
         return idea
 
-    def _run_step(self, session: RunSession, step: Step, idea: dict) -> Failure | None:
+    def _run_step(self, session: RunSession, step: Step, idea: dict,
+                  extra: dict[str, Any] | None = None) -> Failure | None:
+        """Execute one step and record it (on the run, or the ideation request); `extra`:
+        more values offered to the notebook's parameters."""
         claim = session.claim
         events = session.events
         run_dir = self._run_dir(claim)
@@ -396,7 +409,7 @@ class Worker:
 
         try:
             result = off_main_thread(
-                lambda: self._execute(session, step, idea, events, output, publish))
+                lambda: self._execute(session, step, idea, events, output, publish, extra))
         except StorageError as exc:  # the inputs could not be fetched
             result, error = None, StepError("STORAGE_ERROR", str(exc))
         lost = result is not None and result.error is not None and result.error.code == LOST_CODE
@@ -431,7 +444,8 @@ class Worker:
         return replace(error, stage=step.name) if error and not error.stage else error
 
     def _execute(self, session: RunSession, step: Step, idea: dict, events: RunEmitter,
-                 output: Path, publish: Callable[[bytes], None]) -> StepResult:
+                 output: Path, publish: Callable[[bytes], None],
+                 extra: dict[str, Any] | None = None) -> StepResult:
         """The step's notebook with the earlier steps' outputs as inputs, stoppable through
         `interrupt` while it runs."""
         claim = session.claim
@@ -442,19 +456,23 @@ class Worker:
         if (reason := session.stop_reason()) is not None:
             handle.cancel(*reason)  # asked to stop just before this step began
         try:
-            run = self.db.runs.find_one({"_id": claim.run_id}, {"steps": 1}) or {}
+            run = self.db[claim.kind.collection].find_one({"_id": claim.run_id},
+                                                          {"steps": 1}) or {}
             inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
                                   run_dir / "inputs")
+            info = {
+                "run_id": claim.run_id, "stage": step.name, "idea": idea,
+                "events_url": self.settings.control_plane_url,
+                "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
+                "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
+                "lease_epoch": claim.epoch,
+            }
             return execute_step(
                 step.notebook_path(self.notebooks_dir), output, step.parameters,
                 cwd=run_dir / "cwd",
                 offered={
-                    "run_id": claim.run_id, "stage": step.name, "idea": idea,
+                    **info, "aisci": info, **(extra or {}),
                     "inputs": inputs or None,  # none yet: a step that needs them is refused
-                    "events_url": self.settings.control_plane_url,
-                    "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
-                    "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
-                    "lease_epoch": claim.epoch,
                 },
                 secrets=self.secret_values(), limits=self._limits(step), handle=handle,
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
@@ -527,25 +545,55 @@ class Worker:
         return done.status
 
     def _ideate(self, session: RunSession) -> str:
+        """Serve an ideation request: its notebook, executed like a stage (events, cell
+        progress, the executed notebook under `ideation/{id}/`), then the ideas recorded
+        on the request and its hypothesis, or the failure."""
         claim = session.claim
-        log.info("claimed ideation request %s", claim.run_id)
-        hypothesis = ideation.start(self.db, claim)
-        try:
-            ideas, error = ideation.generate_ideas(hypothesis, claim.run), None
-        except ValueError as exc:
-            ideas, error = [], str(exc)
+        request = claim.run
+        log.info("claimed ideation request %s (attempt %s)", claim.run_id, request.get("attempt"))
+        hypothesis = with_db_retry(ideation.start, self.db, claim)
+        if hypothesis is None:
+            return self._ideation_failed(session, Failure(
+                "NOT_FOUND", f"hypothesis {request.get('hypothesisId')!r} not found"))
+        extra = {"hypothesis": ideation.hypothesis_text(hypothesis),
+                 "reflections": int(request.get("reflections") or 3),
+                 "num_ideas": int(request.get("maxNumGenerations") or 1)}
+        idea = hypothesis.get("ideaJson") if isinstance(hypothesis.get("ideaJson"), dict) else {}
+        failure = self._run_step(session, IDEATION_STEP, idea, extra)
+        self.emitter.adopt_orphans()
         if session.interrupted:
-            return self._interrupted(session)
+            status = self._interrupted(session)
+            if status == "QUEUED":
+                with_db_retry(ideation.mirror_failure, self.db, claim, status,
+                              "released by a worker shutting down")
+            return status
+        if failure is not None:
+            return self._ideation_failed(session, failure)
+        try:
+            result = ideation.read_result(self._run_dir(claim) / "cwd")
+        except ideation.IdeationError as exc:
+            return self._ideation_failed(session, Failure("INVALID_RESULT", str(exc)))
         session.lease.stop()
-        if not with_db_retry(ideation.finish, self.db, claim, ideas, error):
+        run_id = with_db_retry(ideation.complete, self.db, claim, result)
+        if run_id is None:
             return LOST
-        if error is not None:
-            log.warning("ideation request %s failed: %s", claim.run_id, error)
-            return "FAILED"
+        ideas = result["ideas"]
         self.emitter.emit("ai.ideation.generated", {
-            "hypothesis_id": claim.run["hypothesisId"], "request_id": claim.run_id,
-            "count": len(ideas)}, epoch=claim.epoch)
+            "hypothesis_id": request["hypothesisId"], "request_id": claim.run_id,
+            "count": len(ideas), "top_k": 1}, epoch=claim.epoch)
+        log.info("ideation request %s: %d idea(s)%s", claim.run_id, len(ideas),
+                 f"; run {run_id} queued" if run_id else "")
         return "COMPLETED"
+
+    def _ideation_failed(self, session: RunSession, failure: Failure) -> str:
+        """Re-queue a retryable failure while attempts are left, else fail for good; the
+        hypothesis shows which, with the reason."""
+        status = self._fail(session, failure)
+        if status != LOST:
+            reason = f"{failure.code}: {failure.message}"
+            with_db_retry(ideation.mirror_failure, self.db, session.claim, status, reason)
+            log.warning("ideation request %s %s: %s", session.claim.run_id, status, reason)
+        return status
 
 
 def install_excepthook(worker: Worker) -> None:
