@@ -171,14 +171,18 @@ class ArtifactFailed(RunData):
 
 
 class LlmUsage(RunData):
-    """One LLM call's tokens and cost; the run's totals are derived from these."""
+    """One LLM call's tokens and cost; the run's totals are derived from these.
+    `prompt_tokens` counts every input token, the `cached_tokens` among them included."""
 
     model: str = Field(min_length=1)
     provider: str | None = None
     step: str | None = None
+    role: str | None = None  # the research role: ideation, code, feedback, plot, ...
     prompt_tokens: int = Field(ge=0)
     completion_tokens: int = Field(ge=0)
+    cached_tokens: int = Field(0, ge=0)
     cost_usd: float = Field(ge=0)
+    latency_s: float | None = Field(None, ge=0)
 
 
 class RunLog(RunData):

@@ -97,11 +97,26 @@ def check_env(ctx: Context) -> Result:
 
 
 def check_llm_keys(ctx: Context) -> Result:
-    present = [n for n in LLM_VARIABLES if n in ctx.values]
-    if present:
-        return Result("llm-keys", Status.PASS, f"{', '.join(present)} set")
-    return Result("llm-keys", Status.WARN, "no LLM key: only the offline scripted provider works",
-                  f"set {' or '.join(LLM_VARIABLES)} for real research")
+    """Which provider and model answer each research role, and where the scripted one
+    stands in (no key for that provider, or LLM_OFFLINE)."""
+    from .research.llm.errors import LLMError
+    from .research.llm.routing import routes
+    from .settings import LLMSettings
+
+    try:
+        settings = LLMSettings(_env_file=None, **{k.lower(): v for k, v in ctx.values.items()
+                                                  if k.lower() in LLMSettings.model_fields})
+        table = routes(settings)
+    except (ValidationError, LLMError) as exc:
+        detail = describe_error(exc) if isinstance(exc, ValidationError) else str(exc)
+        return Result("llm-keys", Status.FAIL, detail, "correct the LLM_MODEL* settings")
+    roles = ", ".join(f"{role}→{r.kind}:{r.model}" for role, r in table.items())
+    stand_ins = sorted({r.why_scripted for r in table.values() if r.why_scripted})
+    if stand_ins:
+        return Result("llm-keys", Status.WARN,
+                      f"{roles}; the offline scripted provider answers ({'; '.join(stand_ins)})",
+                      f"set {' or '.join(LLM_VARIABLES)} for real research")
+    return Result("llm-keys", Status.PASS, roles)
 
 
 def _mongo_where(s: Settings) -> str:

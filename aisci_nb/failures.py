@@ -12,7 +12,15 @@ from dataclasses import dataclass
 OOM_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "OOMError"})
 TIMEOUT_NAMES = frozenset({"TimeoutError", "CellTimeoutError", "TIMEOUT"})
 STORAGE_NAMES = frozenset({"StorageError"})  # aisci_nb.store's, also when raised in a kernel
-RETRYABLE_CODES = frozenset({"TIMEOUT"})
+# The LLM layer's errors (aisci_nb.research.llm.errors), raised in kernels: their codes.
+LLM_CODES = {
+    "LLMError": "LLM_ERROR", "LLMAuthError": "LLM_AUTH", "LLMBadRequest": "LLM_BAD_REQUEST",
+    "LLMUnavailable": "LLM_UNAVAILABLE", "LLMTimeout": "LLM_TIMEOUT",
+    "LLMConfigError": "LLM_CONFIG",
+    "BudgetExceeded": "BUDGET_EXCEEDED", "ScriptMissing": "LLM_SCRIPT_MISSING",
+}
+# A provider outage may be over by the next attempt; a bad key or a spent budget is not.
+RETRYABLE_CODES = frozenset({"TIMEOUT", "LLM_UNAVAILABLE", "LLM_TIMEOUT"})
 MAX_TRACEBACK = 64 * 1024  # an event must stay small; the notebook keeps the whole story
 
 
@@ -39,14 +47,14 @@ class Failure:
 
 def code_for(exception_name: str) -> str:
     """CUDA OOM and MemoryError → OOMError; timeouts → TIMEOUT; storage → STORAGE_ERROR;
-    else the exception's name."""
+    the LLM layer's errors → their codes (LLM_AUTH, BUDGET_EXCEEDED, ...); else the name."""
     if exception_name in OOM_NAMES:
         return "OOMError"
     if exception_name in TIMEOUT_NAMES:
         return "TIMEOUT"
     if exception_name in STORAGE_NAMES:
         return "STORAGE_ERROR"
-    return exception_name
+    return LLM_CODES.get(exception_name, exception_name)
 
 
 def from_exception(exc: BaseException, stage: str | None = None) -> Failure:

@@ -49,7 +49,54 @@ def _split_keys(value: object) -> object:
     return value
 
 
-class Settings(BaseSettings):
+LLM_ROLES = ("ideation", "code", "feedback", "plot", "writeup", "citations", "review")
+
+
+class LLMSettings(BaseSettings):
+    """The LLM layer's settings. A kernel reads only these (it has no MongoDB URL), the worker
+    reads them as part of `Settings` and hands them to its kernels through the environment."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    openai_api_key: SecretStr | None = None
+    anthropic_api_key: SecretStr | None = None
+    llm_api_key: SecretStr | None = Field(
+        None, description="the key of an OpenAI-compatible server, if it wants one")
+    llm_model: str = Field(
+        "gpt-5-mini", description="provider:model (or a bare model name) for every role "
+                              "without its own LLM_MODEL_<ROLE>")
+    llm_model_ideation: str | None = None
+    llm_model_code: str | None = None
+    llm_model_feedback: str | None = None
+    llm_model_plot: str | None = None
+    llm_model_writeup: str | None = None
+    llm_model_citations: str | None = None
+    llm_model_review: str | None = None
+    llm_base_url: str | None = Field(
+        None, description="the base URL of an OpenAI-compatible server (vLLM, Ollama, "
+                          "llama.cpp), e.g. http://127.0.0.1:8001/v1")
+    llm_script: str = Field(
+        "default", description="the offline scripted provider's script: a name under "
+                               "aisci_nb/research/llm/scripts/ or a path")
+    llm_offline: bool = Field(
+        False, description="true or false: use the scripted provider even where a key is set")
+    llm_timeout_s: float = Field(
+        300.0, gt=0, description="seconds one LLM call may take in all, retries included")
+    llm_max_attempts: int = Field(
+        5, ge=1, description="attempts of an LLM call on 429, 5xx and timeouts")
+    llm_prices_file: Path | None = Field(
+        None, description="a YAML or JSON file of $/Mtok prices per model, over genai-prices")
+    llm_budget_usd: float | None = Field(
+        None, gt=0, description="US dollars of LLM calls one run may spend (unset: no limit)")
+    llm_step_budget_usd: float | None = Field(
+        None, gt=0, description="US dollars of LLM calls one step may spend (unset: no limit)")
+
+    def model_for(self, role: str) -> str:
+        """The `provider:model` text configured for a role."""
+        return getattr(self, f"llm_model_{role}", None) or self.llm_model
+
+
+class Settings(LLMSettings):
     """Connection settings and switches; names are the environment variables, upper-cased."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
@@ -70,11 +117,6 @@ class Settings(BaseSettings):
     artifacts_dir: Path = Field(
         Path(".aisci/artifacts"), description="the directory of the local artifact store"
     )
-    openai_api_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
-    llm_script: str = Field(
-        "default", description="the offline scripted LLM's script: a name under "
-                               "aisci_nb/research/llm/scripts/ or a path")
     literature_search: bool = Field(
         True, description="true or false: ideation may search the literature")
     literature_source: Literal["auto", "recorded", "live"] = Field(

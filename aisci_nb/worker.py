@@ -39,8 +39,9 @@ from .pickup import Pickup
 from .pipeline import EXPERIMENT_STEPS, IDEATION_STEP, NOTEBOOKS_DIR, Step
 from .queue_log import log_hand_back
 from .reaper import Reaper
+from .run_usage import LEDGER_ENV, LEDGER_FILE, record_gpu_time, seed_ledger
 from .runner import Limits, StepError, StepHandle, StepResult, execute_step
-from .settings import Settings, WorkerMode, load_settings
+from .settings import LLMSettings, Settings, WorkerMode, load_settings
 from .spool import Spool
 from .stepio import fetch_inputs, read_outputs
 from .store import ArtifactStore, StorageError, StoredObject, open_store
@@ -166,14 +167,21 @@ class Worker:
         """The credentials this worker holds; refused in parameters, kept out of notebooks."""
         s = self.settings
         found = [s.aisci_api_key, s.minio_secret_key, s.openai_api_key, s.anthropic_api_key,
-                 s.s2_api_key, *s.ingest_api_keys]
+                 s.llm_api_key, s.s2_api_key, *s.ingest_api_keys]
         return [v.get_secret_value() for v in found if v and v.get_secret_value()]
 
-    def kernel_env(self) -> dict[str, str]:
-        """The kernel's environment: how it gets credentials and the store, never through
-        parameters (which land in the executed notebook)."""
+    def kernel_env(self, run_dir: Path | None = None) -> dict[str, str]:
+        """The kernel's environment: how it gets credentials, the store and the LLM settings
+        (with the run's LLM ledger), never through parameters (which land in the executed
+        notebook)."""
         s = self.settings
         env = dict(os.environ)
+        llm = s.model_dump(include=set(LLMSettings.model_fields), exclude_none=True)
+        env.update({k.upper(): (v.get_secret_value() if hasattr(v, "get_secret_value")
+                                else str(v).lower() if isinstance(v, bool) else str(v))
+                    for k, v in llm.items()})
+        if run_dir is not None:
+            env[LEDGER_ENV] = str(run_dir / LEDGER_FILE)
         values: dict[str, Any] = {
             API_KEY_ENV: s.aisci_api_key.get_secret_value() if s.aisci_api_key else None,
             AUTH_MODE_ENV: s.aisci_ingest_auth,
@@ -185,7 +193,6 @@ class Worker:
             "MINIO_SECURE": str(s.minio_secure).lower(),
             "ARTIFACTS_DIR": str(s.artifacts_dir.resolve()),
             # what the research libraries read (ideation's model and literature search)
-            "LLM_SCRIPT": s.llm_script,
             "LITERATURE_SEARCH": str(s.literature_search).lower(),
             "LITERATURE_SOURCE": s.literature_source,
             "S2_API_URL": s.s2_api_url,
@@ -346,6 +353,7 @@ class Worker:
             return self._interrupted(session)
         session.emit("ai.run.started", pod_id=pod["id"], gpu=pod["gpu"], region=pod["region"])
         idea = self._idea(claim)
+        seed_ledger(claim.run, self._run_dir(claim))  # the LLM budget spans steps and pods
         finished = {name for name, record in (claim.run.get("steps") or {}).items()
                     if record.get("status") == "COMPLETED"}
         if finished:
@@ -431,6 +439,9 @@ class Worker:
                     outputs["notebook"] = stored.key
                     registered(stored)
             outputs.update(read_outputs(run_dir / "cwd", step.name))
+        if result is not None:
+            with_db_retry(record_gpu_time, self.db, claim, step.name, result.duration_s,
+                          gpu_name())
         status = "COMPLETED" if error is None else "FAILED"
         if error is not None and error.code in ("CANCELED", "RELEASED"):
             status = error.code
@@ -478,7 +489,7 @@ class Worker:
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
                                                                **data),
                 publish=publish, publish_every_s=self.settings.live_notebook_s,
-                kernel_env=self.kernel_env(),
+                kernel_env=self.kernel_env(run_dir),
             )
         finally:
             with self._active_lock:

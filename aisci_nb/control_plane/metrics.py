@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from pymongo.database import Database
 
 from ..lifecycle import RunStatus
@@ -27,6 +27,33 @@ class QueueDepth:
         yield gauge
 
 
+class LlmUsageTotals:
+    """LLM tokens, cost and calls per model, summed over the stored calls at scrape time:
+    the stored events' truth, the same after a restart or a replay."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "provider"]
+        tokens = CounterMetricFamily("aisci_llm_tokens", "LLM tokens by model and kind "
+                                     "(input counts cached input too)", labels=[*labels, "kind"])
+        cost = CounterMetricFamily("aisci_llm_cost_usd", "LLM cost in US dollars by model",
+                                   labels=labels)
+        calls = CounterMetricFamily("aisci_llm_calls", "LLM calls by model", labels=labels)
+        for row in self.db.llm_calls.aggregate([{"$group": {
+                "_id": {"model": "$model", "provider": "$provider"}, "n": {"$sum": 1},
+                "input": {"$sum": "$prompt_tokens"}, "output": {"$sum": "$completion_tokens"},
+                "cached": {"$sum": {"$ifNull": ["$cached_tokens", 0]}},
+                "cost": {"$sum": "$cost_usd"}}}]):
+            key = [str(row["_id"].get("model")), str(row["_id"].get("provider") or "")]
+            for kind in ("input", "output", "cached"):
+                tokens.add_metric([*key, kind], row[kind])
+            cost.add_metric(key, row["cost"])
+            calls.add_metric(key, row["n"])
+        yield from (tokens, cost, calls)
+
+
 class IngestMetrics:
     """One registry per app, so several control planes in one process do not collide."""
 
@@ -43,3 +70,4 @@ class IngestMetrics:
             ["endpoint"], registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.registry.register(QueueDepth(db))
+        self.registry.register(LlmUsageTotals(db))

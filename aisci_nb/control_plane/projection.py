@@ -186,8 +186,9 @@ class Projector:
                 case "ai.llm.usage":
                     batch.add("llm_calls", InsertOne({
                         "_id": e.id, "runId": run_id, **{k: d.get(k) for k in (
-                            "model", "provider", "step", "prompt_tokens", "completion_tokens",
-                            "cost_usd")}, "timestamp": e.time}))
+                            "model", "provider", "step", "role", "prompt_tokens",
+                            "completion_tokens", "cached_tokens", "cost_usd", "latency_s")},
+                        "timestamp": e.time}))
         for stage_progress in progress.values():
             self._progress(run_id, stage_progress, base, batch)
         for (stage, name), e in latest_metric.items():
@@ -321,14 +322,35 @@ class Projector:
                       "ideation.completedAt": e.time, "updatedAt": utcnow()}}))
 
     def _llm_totals(self, run_id: str) -> None:
-        """Token and cost totals derived from the stored calls: a replay cannot double them."""
+        """Token and cost totals derived from the stored calls (a replay cannot double them):
+        for the run, per model, per step and per (step, model). Rows are sorted, and a
+        total is written only over one counting fewer calls, so concurrent batches of one
+        run cannot leave an older total behind."""
+        sums = {"calls": {"$sum": 1},
+                "promptTokens": {"$sum": "$prompt_tokens"},
+                "completionTokens": {"$sum": "$completion_tokens"},
+                "cachedTokens": {"$sum": {"$ifNull": ["$cached_tokens", 0]}},
+                "costUsd": {"$sum": "$cost_usd"}}
+
+        def by(*keys: str) -> list[dict]:
+            group = {k: f"${k}" for k in keys}
+            return [{"$group": {"_id": group, **sums}},
+                    {"$replaceWith": {"$mergeObjects": ["$_id", {k: f"${k}" for k in sums}]}},
+                    {"$sort": dict.fromkeys(keys, 1)}]
+
         rows = list(self.db.llm_calls.aggregate([
             {"$match": {"runId": run_id}},
-            {"$group": {"_id": None, "calls": {"$sum": 1},
-                        "promptTokens": {"$sum": "$prompt_tokens"},
-                        "completionTokens": {"$sum": "$completion_tokens"},
-                        "costUsd": {"$sum": "$cost_usd"}}},
+            {"$facet": {"total": [{"$group": {"_id": None, **sums}}, {"$unset": "_id"}],
+                        "byModel": by("model", "provider"), "byStep": by("step"),
+                        "byStepModel": by("step", "model")}},
         ]))
-        if rows:
-            totals = {k: v for k, v in rows[0].items() if k != "_id"}
-            self.db.runs.update_one({"_id": run_id}, {"$set": {"llmUsage": totals}})
+        if not rows or not rows[0]["total"]:
+            return
+        facets = rows[0]
+        for row in (r for rs in facets.values() for r in rs):
+            row["costUsd"] = round(row["costUsd"], 8)  # the same sum whatever the order
+        usage = {**facets["total"][0], "byModel": facets["byModel"],
+                 "byStep": facets["byStep"], "byStepModel": facets["byStepModel"]}
+        self.db.runs.update_one(
+            {"_id": run_id, "llmUsage.calls": {"$not": {"$gte": usage["calls"]}}},
+            {"$set": {"llmUsage": usage}})

@@ -1,7 +1,7 @@
 """Ideation: from a hypothesis to research ideas, through a tool-using conversation with
 the "ideation" model (literature search, finalize) refined over reflection rounds."""
 
-from .config import IdeationSettings, literature, offline_llm
+from .config import IdeationSettings, literature, scripted
 from .conversation import (
     Hypothesis,
     IdeationFailed,
@@ -17,5 +17,5 @@ __all__ = [
     "FIELDS", "IDEAS_FILE", "Hypothesis", "IdeationFailed", "IdeationResult",
     "IdeationSettings", "LiteratureUnavailable", "MalformedIdea", "Paper",
     "RecordedLiterature", "ResearchIdea", "SemanticScholar", "generate_ideas", "literature",
-    "offline_llm", "parse_idea",
+    "parse_idea", "scripted",
 ]

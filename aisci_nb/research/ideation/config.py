@@ -8,14 +8,16 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ..llm import LLM, ScriptedProvider
+from ...settings import LLMSettings
+from ..llm.routing import route
 from .literature import DEFAULT_S2_URL, RecordedLiterature, Search, SemanticScholar
+
+ROLE = "ideation"
 
 
 class IdeationSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
-    llm_script: str = Field("default", description="the scripted LLM's script (offline)")
     literature_search: bool = Field(True, description="false: ideation searches nothing")
     literature_source: Literal["auto", "recorded", "live"] = Field(
         "auto", description="auto: recorded results when the model is scripted, else live")
@@ -26,9 +28,10 @@ class IdeationSettings(BaseSettings):
     s2_min_interval_s: float | None = Field(None, ge=0)
 
 
-def offline_llm(settings: IdeationSettings) -> LLM:
-    """The scripted model (until `llm_for(ctx)` routes roles to real providers)."""
-    return LLM({"*": (ScriptedProvider(settings.llm_script), "scripted")})
+def scripted(llm_settings: LLMSettings | None = None) -> bool:
+    """Whether the offline scripted provider answers the ideation role (no key, or
+    LLM_OFFLINE): then the literature is recorded too, so ideation needs no network."""
+    return route(llm_settings or LLMSettings(), ROLE).kind == "scripted"
 
 
 def literature(settings: IdeationSettings, *, offline: bool) -> Search | None:

@@ -25,13 +25,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from .errors import ScriptMissing
 from .types import ChatRequest, ChatResponse, ToolCall, Usage
 
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
-
-
-class ScriptMissing(LookupError):
-    """No recorded response covers a call."""
 
 
 def transcript(request: ChatRequest) -> str:
