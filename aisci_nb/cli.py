@@ -50,20 +50,49 @@ def cmd_control_plane(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from .db import connect, ensure_indexes
     from .idea import InvalidIdea, load_idea
-    from .submit import submit_hypothesis
+    from .submit import submit_for_ideation, submit_hypothesis
 
-    try:
-        idea = load_idea(args.idea_json)
-    except InvalidIdea as exc:
-        return _fail(f"idea refused: {exc}", 2)
+    idea = None
+    if args.idea_json is not None:
+        try:
+            idea = load_idea(args.idea_json)
+        except InvalidIdea as exc:
+            return _fail(f"idea refused: {exc}", 2)
+    if not args.ideation:
+        if idea is None:
+            return _fail("--idea-json is required (or --ideation, to generate the idea)", 2)
+        for flag in ("idea", "topic", "auto_run"):
+            if getattr(args, flag):
+                return _fail(f"--{flag.replace('_', '-')} needs --ideation", 2)
+    topic = None
+    if args.topic is not None:
+        try:
+            topic = args.topic.read_text()
+        except OSError as exc:
+            return _fail(f"--topic {args.topic}: cannot read ({exc.strerror})", 2)
     settings = load_settings()
     db = connect(settings)
     ensure_indexes(db)
-    done = submit_hypothesis(db, title=args.title, idea=idea, priority=args.priority,
-                             created_by=os.environ.get("USER", "cli"))
+    by = os.environ.get("USER", "cli")
+    if not args.ideation:
+        done = submit_hypothesis(db, title=args.title, idea=idea, priority=args.priority,
+                                 created_by=by)
+        print(f"hypothesis {done.hypothesis_id}")
+        print(f"run {done.run_id} QUEUED")
+        print(f"{settings.control_plane_url}/runs/{done.run_id}")
+        return 0
+    text = args.idea or (idea or {}).get("Short Hypothesis") or args.title
+    try:
+        done = submit_for_ideation(
+            db, title=args.title, idea_text=text, topic=topic, idea=idea,
+            reflections=args.reflections, num_ideas=args.ideas, auto_run=args.auto_run,
+            priority=args.priority, created_by=by)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
     print(f"hypothesis {done.hypothesis_id}")
-    print(f"run {done.run_id} QUEUED")
-    print(f"{settings.control_plane_url}/runs/{done.run_id}")
+    print(f"ideation {done.request_id} QUEUED ({args.ideas} idea(s), {args.reflections} "
+          f"reflection round(s) each{'; the first idea runs when done' if args.auto_run else ''})")
+    print("served by a worker in --mode ideation or hybrid")
     return 0
 
 
@@ -224,10 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--port", type=int, default=DEFAULT_PORTS["control-plane"])
     c.set_defaults(func=cmd_control_plane)
 
-    m = sub.add_parser("submit", help="queue a run for a hypothesis")
+    m = sub.add_parser("submit", help="queue a run (or ideation first) for a hypothesis")
     m.add_argument("--title", required=True)
-    m.add_argument("--idea-json", type=Path, required=True, help="an AI-Scientist idea file")
+    m.add_argument("--idea-json", type=Path, help="an AI-Scientist idea file")
     m.add_argument("--priority", type=int, default=0, help="higher runs first")
+    m.add_argument("--ideation", action="store_true",
+                   help="generate the ideas first (queued for an ideation worker)")
+    m.add_argument("--idea", help="with --ideation: the hypothesis in words (default: the "
+                                  "idea file's Short Hypothesis, else the title)")
+    m.add_argument("--topic", type=Path, help="with --ideation: a topic/workshop markdown file")
+    m.add_argument("--reflections", type=int, default=3,
+                   help="with --ideation: rounds per idea (default 3)")
+    m.add_argument("--ideas", type=int, default=1,
+                   help="with --ideation: how many ideas (default 1)")
+    m.add_argument("--auto-run", action="store_true",
+                   help="with --ideation: queue the first idea's run when ideation completes")
     m.set_defaults(func=cmd_submit)
 
     x = sub.add_parser("cancel", help="cancel a run (queued: at once; running: its worker stops)")

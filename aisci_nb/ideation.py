@@ -19,11 +19,10 @@ from pymongo.database import Database
 
 from . import queue
 from .db import utcnow
-from .envelope import make_event
-from .eventlog import finish_batch, insert_events
 from .idea import InvalidIdea, validate_idea
 from .lifecycle import IdeationStatus
 from .research.ideation import IDEAS_FILE
+from .submit import log_enqueued
 
 
 class IdeationError(ValueError):
@@ -104,11 +103,7 @@ def complete(db: Database, claim: queue.Claim, result: dict[str, Any]) -> str | 
             return None
     if run is None:
         return ""
-    event = make_event("ai.run.enqueued", {"run_id": run["_id"],
-                                           "hypothesis_id": run["hypothesisId"],
-                                           "priority": run["priority"]},
-                       source=f"ideation://{socket.gethostname()}", seq=1)
-    finish_batch(db, insert_events(db, [event]))
+    log_enqueued(db, run, f"ideation://{socket.gethostname()}")
     return run["_id"]
 
 

@@ -12,6 +12,7 @@ from ..settings import Settings
 from ..store import S3Store, open_store
 from .artifacts import router as artifacts_router
 from .deps import State
+from .hypotheses_api import router as hypotheses_router
 from .ingest import router as ingest_router
 from .metrics import IngestMetrics
 from .pages import router as pages_router
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pages_router)
     app.include_router(artifacts_router)
     app.include_router(runs_router)
+    app.include_router(hypotheses_router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
