@@ -34,9 +34,10 @@ bench: install
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_emit.py
 	$(BIN)/python bench/bench_step_overhead.py
+	$(BIN)/python bench/bench_llm_overhead.py
 
 docs: install
-	$(BIN)/python -m aisci_nb.catalog_doc --write
+	$(BIN)/python -m aisci_nb.ops.catalog_doc --write
 
 services-up: install
 	$(BIN)/aisci services up

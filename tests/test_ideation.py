@@ -10,12 +10,12 @@ import sys
 import httpx
 import nbformat
 
-from aisci_nb import debug
+from aisci_nb.ops import debug
+from aisci_nb.queue.submit import submit_for_ideation
 from aisci_nb.research.ideation import FIELDS
 from aisci_nb.settings import WorkerMode
-from aisci_nb.store import open_store
-from aisci_nb.submit import submit_for_ideation
-from aisci_nb.worker import Worker
+from aisci_nb.storage.store import open_store
+from aisci_nb.worker.loop import Worker
 
 from .conftest import API_KEY, ROOT, Stack
 from .test_slice import wait_until
@@ -113,7 +113,7 @@ def test_ideation_end_to_end_then_the_first_idea_runs(stack: Stack) -> None:
 def test_cli_submits_for_ideation(stack: Stack) -> None:
     env = {**stack.env, "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-m", "aisci_nb.cli", "submit", "--title", "cli ideation",
+        [sys.executable, "-m", "aisci_nb.ops.cli", "submit", "--title", "cli ideation",
          "--ideation", "--idea", "Width helps until noise dominates", "--reflections", "2",
          "--ideas", "1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -125,7 +125,7 @@ def test_cli_submits_for_ideation(stack: Stack) -> None:
     assert hyp["idea"] == "Width helps until noise dominates"
     assert hyp["ideation"]["status"] == "QUEUED"
     refused = subprocess.run(
-        [sys.executable, "-m", "aisci_nb.cli", "submit", "--title", "x", "--ideation",
+        [sys.executable, "-m", "aisci_nb.ops.cli", "submit", "--title", "x", "--ideation",
          "--ideas", "0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "ideas: between 1 and" in refused.stderr
     assert stack.db.hypotheses.count_documents({}) == 1

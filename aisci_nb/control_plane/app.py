@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..db import connect, ensure_indexes
 from ..settings import Settings
-from ..store import S3Store, open_store
+from ..storage.store import S3Store, open_store
 from .artifacts import router as artifacts_router
 from .deps import State
 from .hypotheses_api import router as hypotheses_router

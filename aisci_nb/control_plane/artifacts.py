@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
-from ..store import ArtifactStore, LocalStore, guess_type
+from ..storage.store import ArtifactStore, LocalStore, guess_type
 from .deps import StateDep
 
 router = APIRouter()

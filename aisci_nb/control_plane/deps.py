@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from ..emitter import sign
+from ..events.emitter import sign
 from ..settings import Settings
 from .metrics import IngestMetrics
 from .projection import Projector

@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..idea import InvalidIdea, validate_idea
-from ..submit import MAX_IDEAS, MAX_REFLECTIONS, submit_for_ideation, submit_hypothesis
+from ..contract.idea import InvalidIdea, validate_idea
+from ..queue.submit import MAX_IDEAS, MAX_REFLECTIONS, submit_for_ideation, submit_hypothesis
 from .deps import StateDep, require_ingest_auth
 
 router = APIRouter(prefix="/api/hypotheses", dependencies=[Depends(require_ingest_auth)])

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..cancel import cancel_run
+from ..queue.cancel import cancel_run
 from .deps import StateDep, require_ingest_auth
 
 router = APIRouter(prefix="/api/runs", dependencies=[Depends(require_ingest_auth)])

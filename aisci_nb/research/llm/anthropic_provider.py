@@ -8,6 +8,7 @@ and writes apart from `input_tokens`; `Usage.input_tokens` includes them, as Ope
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from typing import Any
@@ -20,6 +21,10 @@ from .sdk_errors import raise_translated
 from .types import ChatRequest, ChatResponse, Message, ToolCall, Usage
 
 DEFAULT_MAX_TOKENS = 8192  # the Messages API requires a limit
+# Recent SDKs dropped `temperature` (the newest models fix their own sampling): it is sent
+# only where the installed SDK still has it.
+TAKES_TEMPERATURE = "temperature" in inspect.signature(
+    anthropic.resources.messages.Messages.create).parameters
 JSON_INSTRUCTION = ("Reply with one JSON object and nothing else: no prose, no code fences.")
 
 
@@ -59,7 +64,7 @@ def request_body(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.tools:
         body["tools"] = [{"name": t.name, "description": t.description,
                           "input_schema": t.parameters} for t in request.tools]
-    if request.temperature is not None:
+    if request.temperature is not None and TAKES_TEMPERATURE:
         body["temperature"] = request.temperature
     return body
 

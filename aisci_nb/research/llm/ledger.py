@@ -29,12 +29,17 @@ class Ledger:
     run_usd: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _fd: int | None = field(default=None, repr=False)
+    _written: int = field(default=0, repr=False)
 
     @classmethod
     def open(cls, path: Path | str | None) -> Ledger:
         ledger = cls(Path(path) if path else None)
         if ledger.path is not None and ledger.path.exists():
-            data = json.loads(ledger.path.read_text() or "{}")
+            try:
+                data = json.loads(ledger.path.read_text() or "{}")
+            except json.JSONDecodeError:
+                data = {}  # the worker's seed from the read model sets the floor again
             ledger.run_usd = float(data.get("run_usd", 0.0))
             ledger.steps = {str(k): float(v) for k, v in (data.get("steps") or {}).items()}
         return ledger
@@ -53,11 +58,22 @@ class Ledger:
             self._save()
 
     def _save(self) -> None:
+        """Overwrite the file in place with one small write, padded over any longer earlier
+        text (JSON allows trailing blanks): a rename per call would cost milliseconds on
+        some filesystems, and the next reader is the next step's kernel, after this one."""
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"run_usd": self.run_usd, "steps": self.steps}))
-        tmp.replace(self.path)  # a reader never sees half a file
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            self._written = os.fstat(self._fd).st_size
+        data = json.dumps({"run_usd": self.run_usd, "steps": self.steps}).encode()
+        os.pwrite(self._fd, data.ljust(self._written), 0)
+        self._written = max(self._written, len(data))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def seed(path: Path, run_usd: float, steps: dict[str, float]) -> Ledger:
@@ -69,6 +85,7 @@ def seed(path: Path, run_usd: float, steps: dict[str, float]) -> Ledger:
         for step, usd in steps.items():
             ledger.steps[step] = max(ledger.step_usd(step), float(usd or 0.0))
         ledger._save()
+        ledger.close()
     return ledger
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from aisci_nb.idea import validate_idea
+from aisci_nb.contract.idea import validate_idea
 from aisci_nb.research.ideation import FIELDS, MalformedIdea, parse_idea
 
 GOOD = {
