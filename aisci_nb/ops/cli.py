@@ -139,11 +139,23 @@ def wait_for_run(db, run_id: str, timeout_s: float = 900) -> dict:
     raise TimeoutError(f"run {run_id} did not finish in {timeout_s:.0f}s")
 
 
+def wait_for_ideation(db, hypothesis_id: str, timeout_s: float = 300) -> dict:
+    """Poll the hypothesis until its ideation is COMPLETED or FAILED."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        doc = db.hypotheses.find_one({"_id": hypothesis_id}) or {}
+        if (doc.get("ideation") or {}).get("status") in ("COMPLETED", "FAILED"):
+            return doc
+        time.sleep(0.3)
+    raise TimeoutError(f"ideation of {hypothesis_id} did not finish in {timeout_s:.0f}s")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Services up, one worker, the sample idea submitted, followed to the end."""
+    """Services up, one worker, the sample idea submitted (or ideation first, `--ideation`),
+    followed to the end."""
     from ..contract.idea import example_idea
     from ..db import connect, ensure_indexes
-    from ..queue.submit import submit_hypothesis
+    from ..queue.submit import submit_for_ideation, submit_hypothesis
 
     started = time.monotonic()
     root = Path.cwd()
@@ -155,27 +167,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     db = connect(settings)
     ensure_indexes(db)
-    done = submit_hypothesis(db, title="Demo: MLP width on noisy two-moons", idea=example_idea(),
-                             created_by="demo")
-    print(f"submitted run {done.run_id}")
+    title = "Demo: MLP width on noisy two-moons"
+    if args.ideation:  # ideas first (offline: scripted model, recorded literature)
+        done = submit_for_ideation(db, title=title, idea_text=example_idea()["Short Hypothesis"],
+                                   auto_run=True, created_by="demo")
+        print(f"submitted ideation {done.request_id} (its first idea runs when done)")
+    else:
+        done = submit_hypothesis(db, title=title, idea=example_idea(), created_by="demo")
+        print(f"submitted run {done.run_id}")
     log_path = root / ".aisci" / "logs" / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    mode, runs = ("hybrid", "2") if args.ideation else ("experiment", "1")
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "aisci_nb.worker.loop", "--mode", "experiment",
-             "--max-runs", "1"],
+            [sys.executable, "-m", "aisci_nb.worker.loop", "--mode", mode,
+             "--max-runs", runs],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, cwd=root)
     try:
-        run = wait_for_run(db, done.run_id, timeout_s=args.timeout)
+        run_id = done.run_id
+        if args.ideation:
+            hypothesis = wait_for_ideation(db, done.hypothesis_id, timeout_s=args.timeout)
+            ideation = hypothesis.get("ideation") or {}
+            if ideation.get("status") != "COMPLETED":
+                worker.terminate()
+                return _fail(f"ideation {ideation.get('status')}: {ideation.get('error')}")
+            for idea in ideation.get("ideas") or []:
+                print(f"  idea {idea['Name']}: {idea['Title']}")
+            run_id = ideation["runId"]
+        run = wait_for_run(db, run_id, timeout_s=args.timeout)
         worker.wait(timeout=120)
     except BaseException:
         worker.terminate()
         raise
-    artifacts = _await_artifacts(db, done.run_id)
-    print(f"\nrun {done.run_id}: {run['status']}")
+    artifacts = _await_artifacts(db, run_id)
+    print(f"\nrun {run_id}: {run['status']}")
     if run.get("status") == "FAILED":
         print(f"  {run.get('errorType')}: {run.get('errorMessage')}")
-    print(f"  {settings.control_plane_url}/runs/{done.run_id}")
+    print(f"  {settings.control_plane_url}/runs/{run_id}")
     metrics = (run.get("metrics") or {}).get("Stage_1") or {}
     for name, value in metrics.items():
         print(f"  metric {name} = {value:.4f}")
@@ -287,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run one sample research run end to end on local services")
     d.add_argument("--timeout", type=float, default=900)
+    d.add_argument("--ideation", action="store_true",
+                   help="generate the idea first (hybrid worker), then run it")
     d.set_defaults(func=cmd_demo)
 
     from .doctor import CHECKS
