@@ -125,3 +125,12 @@ def test_an_unavailable_search_warns_once_and_is_not_called_again(tmp_path: Path
                             on_warning=warnings.append)
     assert result.ideas and calls == ["a"] and result.skipped_searches == 2
     assert warnings == ["literature search skipped: HTTP 429 after 3 attempts"]
+
+
+def test_offline_ideation_is_deterministic() -> None:
+    def once() -> dict:
+        return generate_ideas(scripted("default"), HYP, num_ideas=3, reflections=3,
+                              search=RecordedLiterature()).summary()
+
+    first = once()
+    assert first == once() and len(first["ideas"]) == 3
