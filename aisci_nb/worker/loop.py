@@ -30,11 +30,12 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 
 from ..contract.failures import Failure, from_exception
 from ..contract.lifecycle import RunStatus
+from ..contract.runinfo import API_KEY_ENV, AUTH_MODE_ENV, RunInfo
+from ..contract.runinfo import PARAMETER as RUN_INFO
 from ..contract.tracing import new_trace_id, traceparent
 from ..db import connect, ensure_indexes, utcnow
 from ..events.emitter import Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
 from ..events.spool import Spool
-from ..notebook.context import API_KEY_ENV, AUTH_MODE_ENV
 from ..queue import claims
 from ..queue.lease import LeaseKeeper
 from ..queue.pickup import Pickup
@@ -472,21 +473,13 @@ class Worker:
                                                           {"steps": 1}) or {}
             inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
                                   run_dir / "inputs")
-            info = {
-                "run_id": claim.run_id, "stage": step.name, "idea": idea,
-                "events_url": self.settings.control_plane_url,
-                "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
-                "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
-                "lease_epoch": claim.epoch,
-            }
             return execute_step(
                 step.notebook_path(self.notebooks_dir), output, step.parameters,
                 cwd=run_dir / "cwd",
-                offered={
-                    **info, "aisci": info, **(extra or {}),
-                    "inputs": inputs or None,  # none yet: a step that needs them is refused
-                },
-                secrets=self.secret_values(), limits=self._limits(step), handle=handle,
+                offered={RUN_INFO: self.run_info(claim, idea, inputs, events).model_dump(),
+                         "stage": step.name, **(extra or {})},
+                secrets=self.secret_values(), requires=step.requires,
+                limits=self._limits(step), handle=handle,
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
                                                                **data),
                 publish=publish, publish_every_s=self.settings.live_notebook_s,
@@ -495,6 +488,17 @@ class Worker:
         finally:
             with self._active_lock:
                 self._active = None
+
+    def run_info(self, claim: claims.Claim, idea: dict, inputs: dict[str, dict[str, str]],
+                 events: RunEmitter) -> RunInfo:
+        """The one parameter a step notebook gets: all it needs to report and to work."""
+        run_dir = self._run_dir(claim)
+        return RunInfo(
+            run_id=claim.run_id, idea=idea, inputs=inputs or None,
+            events_url=self.settings.control_plane_url, event_source=self.source,
+            seq_path=str(run_dir / "events.seq"), spool_dir=str(self.spool_dir),
+            spool_max_bytes=self.settings.spool_max_bytes, traceparent=events.traceparent,
+            lease_epoch=claim.epoch)
 
     def _limits(self, step: Step) -> Limits:
         s = self.settings
