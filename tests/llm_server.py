@@ -3,7 +3,8 @@ formats, for the provider tests and the overhead benchmark (LLM APIs are unreach
 
 What it answers depends on the requested model: `tools` calls a tool, `json` answers JSON
 (wrapped in prose for Anthropic), `flaky` answers 429 with `Retry-After: 1` the first time,
-`slow` waits `SLOW_S` seconds, `missing` is an unknown model (404); anything else echoes the
+`slow` waits `SLOW_S` seconds, `missing` is an unknown model (404), `down` always answers
+503; anything else echoes the
 last user message. A key other than `KEY` gets 401. Every request is recorded.
 """
 
@@ -108,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(401, _error("authentication_error", "invalid x-api-key"))
         if model == "missing":
             return self._send(404, _error("not_found_error", f"model: {model}"))
+        if model == "down":
+            return self._send(503, _error("overloaded_error", "try later"))
         if model == "flaky" and n == 1:
             return self._send(429, _error("rate_limit_error", "slow down"),
                               {"retry-after": "1"})

@@ -144,3 +144,17 @@ def test_run_over_budget_fails_and_keeps_what_it_made(stack: Stack) -> None:
     # The call that crossed was counted; none was made after it.
     run = projected(stack, sub.run_id, calls=4)
     assert run["llmUsage"]["costUsd"] == pytest.approx(step_1 + price("review"))
+
+
+def test_budget_spent_before_a_resume_holds_on_a_fresh_pod(stack: Stack) -> None:
+    """A resumed run on a pod that never saw it: the worker seeds the ledger from the run's
+    projected spending, so the first call of the step is refused before it is made."""
+    sub = submit_hypothesis(stack.db, title="resumed", idea=example_idea())
+    stack.db.runs.update_one({"_id": sub.run_id}, {"$set": {"llmUsage": {
+        "calls": 3, "costUsd": 0.75, "byStep": [{"step": "Stage_1", "costUsd": 0.75}]}}})
+    proc = run_pipeline(stack, LLM_BUDGET_USD="0.5")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = stack.db.runs.find_one({"_id": sub.run_id})
+    assert run["errorType"] == "BUDGET_EXCEEDED" and run["steps"]["Stage_1"]["status"] == "FAILED"
+    assert "$0.7500" in run["errorMessage"]
+    assert stack.db.events.count_documents({"runId": sub.run_id, "type": "ai.llm.usage"}) == 0

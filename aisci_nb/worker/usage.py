@@ -3,7 +3,7 @@
 - The LLM ledger (see `research/llm/ledger.py`): seeded on every claim from the run's
   projected spending, so a budget holds across steps, attempts and pods.
 - GPU time: each step execution's seconds with the pod's GPU name, written to the run as
-  `gpuUsage: {name, seconds, byStep: {"<step>#<attempt>.<epoch>": seconds}}` under the
+  `gpuUsage: {name, seconds, byStep: {"<step>#<attempt>-<epoch>": seconds}}` under the
   lease fence. Keyed per execution, so a write retried after a lost reply counts once, and
   a failed attempt's GPU time still counts (it was spent).
 """
@@ -33,7 +33,7 @@ def seed_ledger(run: dict[str, Any], run_dir: Path) -> Ledger:
 def record_gpu_time(db: Database, claim: claims.Claim, step: str, seconds: float,
                     gpu: str | None) -> bool:
     """Add one step execution's seconds on `gpu` (None: a CPU-only pod) to the run."""
-    key = f"{step}#{claim.run.get('attempt') or 1}.{claim.epoch}".replace(".", "_") \
+    key = f"{step}#{claim.run.get('attempt') or 1}-{claim.epoch}".replace(".", "_") \
         .replace("$", "_")
     return db.runs.update_one(claims.fenced_filter(claim), [
         {"$set": {"gpuUsage.name": gpu, "gpuUsage.byStep": {"$mergeObjects": [

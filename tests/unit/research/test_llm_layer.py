@@ -240,3 +240,16 @@ def test_failure_codes_match_the_errors() -> None:
     assert FAILURE_CODES == LLM_CODES
     assert code_for("LLMAuthError") == "LLM_AUTH"
     assert code_for("LLMBadRequest") == "LLM_BAD_REQUEST"
+
+
+def test_doctor_tells_where_each_role_goes() -> None:
+    from aisci_nb.ops.doctor import Context, Status, check_llm_keys
+
+    result = check_llm_keys(Context.gather({"OPENAI_API_KEY": "sk-doctor-secret",
+                                            "LLM_MODEL_REVIEW": "claude-sonnet-4-5"}, None))
+    assert result.status is Status.WARN
+    assert "ideation→openai:gpt-5-mini" in result.detail
+    assert "review→scripted:claude-sonnet-4-5" in result.detail
+    assert "no ANTHROPIC_API_KEY" in result.detail and "sk-doctor-secret" not in result.line()
+    bad = check_llm_keys(Context.gather({"LLM_MODEL": "mystery"}, None))
+    assert bad.status is Status.FAIL and "provider:model" in bad.detail

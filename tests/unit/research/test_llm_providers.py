@@ -7,17 +7,21 @@ import time
 
 import pytest
 
+from aisci_nb.contract.failures import RETRYABLE_CODES, code_for
 from aisci_nb.research.llm import (
     LLMAuthError,
     LLMBadRequest,
     LLMTimeout,
+    LLMUnavailable,
     Message,
     ToolCall,
     ToolSpec,
 )
 from aisci_nb.research.llm.anthropic_provider import AnthropicProvider
 from aisci_nb.research.llm.openai_provider import OpenAIProvider
+from aisci_nb.research.llm.routing import build_llm
 from aisci_nb.research.llm.types import ChatRequest
+from aisci_nb.settings import LLMSettings
 from tests.llm_server import KEY, SLOW_S, llm_server
 
 WEATHER = ToolSpec("weather", "The weather in a city",
@@ -147,3 +151,24 @@ def test_slow_reply_times_out_within_the_limit(server, name: str) -> None:
     with pytest.raises(LLMTimeout, match="LLM_TIMEOUT_S"):
         providers(url, timeout_s=0.5)[name].complete(ask("hi"), "slow")
     assert time.monotonic() - started < SLOW_S  # it did not wait for the server's answer
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic"])
+def test_a_provider_that_stays_down_is_unavailable_after_the_attempts(server, name) -> None:
+    url, seen = server
+    provider = providers(url)[name]
+    provider.max_attempts = 3
+    with pytest.raises(LLMUnavailable, match="3 attempt"):
+        provider.complete(ask("hi"), "down")
+    assert len(seen.requests) == 3
+    assert code_for("LLMUnavailable") in RETRYABLE_CODES
+
+
+def test_openai_compatible_server_by_base_url(server) -> None:
+    url, seen = server
+    settings = LLMSettings(_env_file=None, llm_model="local:qwen2.5-coder",
+                           llm_base_url=f"{url}/v1", llm_api_key=KEY)
+    reply = build_llm(settings).chat("code", [Message("user", "hello")])
+    assert reply.text == "echo: hello" and reply.provider == "openai-compatible"
+    assert seen.requests[-1]["body"]["model"] == "qwen2.5-coder"
+    assert seen.requests[-1]["path"] == "/v1/chat/completions"
