@@ -123,6 +123,16 @@ class Settings(LLMSettings):
     artifacts_dir: Path = Field(
         Path(".aisci/artifacts"), description="the directory of the local artifact store"
     )
+    literature_search: bool = Field(
+        True, description="true or false: ideation may search the literature")
+    literature_source: Literal["auto", "recorded", "live"] = Field(
+        "auto", description="auto (recorded results when the LLM is scripted), recorded, live")
+    s2_api_url: str = Field("https://api.semanticscholar.org/graph/v1",
+                            description="the Semantic Scholar Graph API's base URL")
+    s2_api_key: SecretStr | None = Field(None, description="a Semantic Scholar API key")
+    s2_max_attempts: int = Field(4, ge=1, description="attempts of a rate-limited search")
+    s2_backoff_s: float = Field(2.0, ge=0, description="seconds before retrying a search; "
+                                                       "doubles per attempt")
     runpod_pod_id: str = Field(default_factory=default_pod_id)
     worker_mode: WorkerMode = Field(
         WorkerMode.EXPERIMENT, description="one of experiment, ideation, hybrid"

@@ -23,6 +23,8 @@ class FailureCode(StrEnum):
     LEASE_LOST = "LEASE_LOST"  # another worker took the run over
     CANCELED = "CANCELED"
     RELEASED = "RELEASED"  # the worker shut down; another one resumes the run
+    NOT_FOUND = "NOT_FOUND"  # the claimed document's hypothesis is gone
+    INVALID_RESULT = "INVALID_RESULT"  # ideation's notebook left no valid ideas.json
     # The LLM layer's (research/llm/errors.py)
     LLM_ERROR = "LLM_ERROR"
     LLM_AUTH = "LLM_AUTH"  # a bad key: fails fast

@@ -14,6 +14,7 @@ from .artifacts import router as artifacts_router
 from .bodylimit import IngestBodyLimit
 from .deps import State
 from .eventlog import migrate_event_ids
+from .hypotheses_api import router as hypotheses_router
 from .ingest import router as ingest_router
 from .metrics import IngestMetrics
 from .pages import router as pages_router
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(artifacts_router)
     app.include_router(runs_router)
     app.include_router(validations_router)
+    app.include_router(hypotheses_router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

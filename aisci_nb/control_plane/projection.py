@@ -383,11 +383,16 @@ class Projector:
 
     def _ideation(self, e: Event, batch: _Batch) -> None:
         d = e.data
+        # Only the request the hypothesis is on (or none yet): a late event of an earlier
+        # request must not mark a newer one done. The worker may have written the result
+        # already; `$min` keeps the earlier completion time, a replay changes nothing.
         batch.add("hypotheses", UpdateOne(
-            {"_id": d["hypothesis_id"], "ideation.completedAt": {"$exists": False}},
+            {"_id": d["hypothesis_id"], "$or": [{"ideation.requestId": d["request_id"]},
+                                                {"ideation.requestId": {"$exists": False}}]},
             {"$set": {"ideation.requestId": d["request_id"], "ideation.status": "COMPLETED",
                       "ideation.count": d.get("count"), "ideation.topK": d.get("top_k"),
-                      "ideation.completedAt": e.time, "updatedAt": utcnow()}}))
+                      "updatedAt": utcnow()},
+             "$min": {"ideation.completedAt": e.time}}))
 
     def _llm_totals(self, run_id: str) -> None:
         """Token and cost totals derived from the stored calls (a replay cannot double them):

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..contract.lifecycle import CancelResult, RunStatus
+from ..contract.lifecycle import CancelResult, IdeationStatus, RunStatus
 from ..settings import load_settings
 from .services import DEFAULT_PORTS, LocalServices, ServiceError
 
@@ -56,20 +56,49 @@ def cmd_control_plane(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from ..contract.idea import InvalidIdea, load_idea
     from ..db import connect, ensure_indexes
-    from ..queue.submit import submit_hypothesis
+    from ..queue.submit import submit_for_ideation, submit_hypothesis
 
-    try:
-        idea = load_idea(args.idea_json)
-    except InvalidIdea as exc:
-        return _fail(f"idea refused: {exc}", 2)
+    idea = None
+    if args.idea_json is not None:
+        try:
+            idea = load_idea(args.idea_json)
+        except InvalidIdea as exc:
+            return _fail(f"idea refused: {exc}", 2)
+    if not args.ideation:
+        if idea is None:
+            return _fail("--idea-json is required (or --ideation, to generate the idea)", 2)
+        for flag in ("idea", "topic", "auto_run"):
+            if getattr(args, flag):
+                return _fail(f"--{flag.replace('_', '-')} needs --ideation", 2)
+    topic = None
+    if args.topic is not None:
+        try:
+            topic = args.topic.read_text()
+        except OSError as exc:
+            return _fail(f"--topic {args.topic}: cannot read ({exc.strerror})", 2)
     settings = load_settings()
     db = connect(settings)
     ensure_indexes(db)
-    done = submit_hypothesis(db, title=args.title, idea=idea, priority=args.priority,
-                             created_by=os.environ.get("USER", "cli"))
+    by = os.environ.get("USER", "cli")
+    if not args.ideation:
+        done = submit_hypothesis(db, title=args.title, idea=idea, priority=args.priority,
+                                 created_by=by)
+        print(f"hypothesis {done.hypothesis_id}")
+        print(f"run {done.run_id} QUEUED")
+        print(f"{settings.control_plane_url}/runs/{done.run_id}")
+        return 0
+    text = args.idea or (idea or {}).get("Short Hypothesis") or args.title
+    try:
+        done = submit_for_ideation(
+            db, title=args.title, idea_text=text, topic=topic, idea=idea,
+            reflections=args.reflections, num_ideas=args.ideas, auto_run=args.auto_run,
+            priority=args.priority, created_by=by)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
     print(f"hypothesis {done.hypothesis_id}")
-    print(f"run {done.run_id} QUEUED")
-    print(f"{settings.control_plane_url}/runs/{done.run_id}")
+    print(f"ideation {done.request_id} QUEUED ({args.ideas} idea(s), {args.reflections} "
+          f"reflection round(s) each{'; the first idea runs when done' if args.auto_run else ''})")
+    print("served by a worker in --mode ideation or hybrid")
     return 0
 
 
@@ -154,11 +183,24 @@ def wait_for_run(db, run_id: str, timeout_s: float = 900) -> dict:
     raise TimeoutError(f"run {run_id} did not finish in {timeout_s:.0f}s")
 
 
+def wait_for_ideation(db, hypothesis_id: str, timeout_s: float = 300) -> dict:
+    """Poll the hypothesis until its ideation is COMPLETED or FAILED."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        doc = db.hypotheses.find_one({"_id": hypothesis_id}) or {}
+        if (doc.get("ideation") or {}).get("status") in (IdeationStatus.COMPLETED,
+                                                         IdeationStatus.FAILED):
+            return doc
+        time.sleep(0.3)
+    raise TimeoutError(f"ideation of {hypothesis_id} did not finish in {timeout_s:.0f}s")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Services up, one worker, the sample idea submitted, followed to the end."""
+    """Services up, one worker, the sample idea submitted (or ideation first, `--ideation`),
+    followed to the end."""
     from ..contract.idea import example_idea
     from ..db import connect, ensure_indexes
-    from ..queue.submit import submit_hypothesis
+    from ..queue.submit import submit_for_ideation, submit_hypothesis
 
     started = time.monotonic()
     root = Path.cwd()
@@ -170,27 +212,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = load_settings()
     db = connect(settings)
     ensure_indexes(db)
-    done = submit_hypothesis(db, title="Demo: MLP width on noisy two-moons", idea=example_idea(),
-                             created_by="demo")
-    print(f"submitted run {done.run_id}")
+    title = "Demo: MLP width on noisy two-moons"
+    if args.ideation:  # ideas first (offline: scripted model, recorded literature)
+        done = submit_for_ideation(db, title=title, idea_text=example_idea()["Short Hypothesis"],
+                                   auto_run=True, created_by="demo")
+        print(f"submitted ideation {done.request_id} (its first idea runs when done)")
+    else:
+        done = submit_hypothesis(db, title=title, idea=example_idea(), created_by="demo")
+        print(f"submitted run {done.run_id}")
     log_path = root / ".aisci" / "logs" / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    mode, runs = ("hybrid", "2") if args.ideation else ("experiment", "1")
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "aisci_nb.worker.main", "--mode", "experiment",
-             "--max-runs", "1"],
+            [sys.executable, "-m", "aisci_nb.worker.main", "--mode", mode,
+             "--max-runs", runs],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, cwd=root)
     try:
-        run = wait_for_run(db, done.run_id, timeout_s=args.timeout)
+        run_id = done.run_id
+        if args.ideation:
+            hypothesis = wait_for_ideation(db, done.hypothesis_id, timeout_s=args.timeout)
+            ideation = hypothesis.get("ideation") or {}
+            if ideation.get("status") != IdeationStatus.COMPLETED:
+                worker.terminate()
+                return _fail(f"ideation {ideation.get('status')}: {ideation.get('error')}")
+            for idea in ideation.get("ideas") or []:
+                print(f"  idea {idea['Name']}: {idea['Title']}")
+            run_id = ideation["runId"]
+        run = wait_for_run(db, run_id, timeout_s=args.timeout)
         worker.wait(timeout=120)
     except BaseException:
         worker.terminate()
         raise
-    artifacts = _await_artifacts(db, done.run_id)
-    print(f"\nrun {done.run_id}: {run['status']}")
+    artifacts = _await_artifacts(db, run_id)
+    print(f"\nrun {run_id}: {run['status']}")
     if run.get("status") == RunStatus.FAILED:
         print(f"  {run.get('errorType')}: {run.get('errorMessage')}")
-    print(f"  {settings.control_plane_url}/runs/{done.run_id}")
+    print(f"  {settings.control_plane_url}/runs/{run_id}")
     metrics = (run.get("metrics") or {}).get("Stage_1") or {}
     for name, value in metrics.items():
         print(f"  metric {name} = {value:.4f}")
@@ -278,10 +336,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server processes sharing the port (default: one per CPU core)")
     c.set_defaults(func=cmd_control_plane)
 
-    m = sub.add_parser("submit", help="queue a run for a hypothesis")
+    m = sub.add_parser("submit", help="queue a run (or ideation first) for a hypothesis")
     m.add_argument("--title", required=True)
-    m.add_argument("--idea-json", type=Path, required=True, help="an AI-Scientist idea file")
+    m.add_argument("--idea-json", type=Path, help="an AI-Scientist idea file")
     m.add_argument("--priority", type=int, default=0, help="higher runs first")
+    m.add_argument("--ideation", action="store_true",
+                   help="generate the ideas first (queued for an ideation worker)")
+    m.add_argument("--idea", help="with --ideation: the hypothesis in words (default: the "
+                                  "idea file's Short Hypothesis, else the title)")
+    m.add_argument("--topic", type=Path, help="with --ideation: a topic/workshop markdown file")
+    m.add_argument("--reflections", type=int, default=3,
+                   help="with --ideation: rounds per idea (default 3)")
+    m.add_argument("--ideas", type=int, default=1,
+                   help="with --ideation: how many ideas (default 1)")
+    m.add_argument("--auto-run", action="store_true",
+                   help="with --ideation: queue the first idea's run when ideation completes")
     m.set_defaults(func=cmd_submit)
 
     x = sub.add_parser("cancel", help="cancel a run (queued: at once; running: its worker stops)")
@@ -319,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run one sample research run end to end on local services")
     d.add_argument("--timeout", type=float, default=900)
+    d.add_argument("--ideation", action="store_true",
+                   help="generate the idea first (hybrid worker), then run it")
     d.set_defaults(func=cmd_demo)
 
     from .doctor import CHECKS

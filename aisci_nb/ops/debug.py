@@ -1,4 +1,5 @@
-"""`aisci debug RUN_ID`: back to the failing cell, with the step's inputs in place.
+"""`aisci debug RUN_ID`: back to the failing cell, with the step's inputs in place (an
+ideation request's id works too).
 
 Prepares a local workspace (`.aisci/debug/<run_id>/`): the step's executed notebook, the
 outputs of the steps before it (downloaded as the worker would), and the injected run info
@@ -119,9 +120,10 @@ def rewrite_parameters(nb: NotebookNode, inputs: dict[str, dict[str, str]]) -> d
 def prepare(db: Database, store: ArtifactStore, run_id: str, step: str | None = None,
             root: Path = Path(".aisci/debug")) -> Workspace:
     """Download the step's executed notebook and inputs into `root/<run_id>/`, rewritten."""
-    run = db.runs.find_one({"_id": run_id})
+    # An ideation request is debugged like a run: its one step is `Ideation`.
+    run = db.runs.find_one({"_id": run_id}) or db.ideation_requests.find_one({"_id": run_id})
     if run is None:
-        raise DebugError(f"no run {run_id}")
+        raise DebugError(f"no run or ideation request {run_id}")
     name = pick_step(run, step)
     record = run["steps"][name]
     key = (record.get("outputs") or {}).get("notebook")

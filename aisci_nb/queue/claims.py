@@ -129,12 +129,14 @@ def new_run_document(hypothesis_id: str, *, priority: int = 0, region: str | Non
 
 def new_ideation_request(
     hypothesis_id: str, *, reflections: int = 3, max_num_generations: int = 1,
-    priority: int = 0, region: str | None = None,
+    priority: int = 0, region: str | None = None, auto_run: bool = False,
 ) -> dict:
     return {
         **_queued(hypothesis_id, priority, region),
         "reflections": reflections,
         "maxNumGenerations": max_num_generations,
+        "autoRun": auto_run,
+        "steps": {},
         "ideas": [],
         "error": None,
     }
@@ -214,7 +216,8 @@ def record_step(db: Database, claim: Claim, step: str, record: dict[str, Any]) -
     """Write the step record (status, times, output keys) while the lease is ours."""
     sets = {f"steps.{step}.{k}": v for k, v in record.items()}
     sets["updatedAt"] = utcnow()
-    return db.runs.update_one(fenced_filter(claim), {"$set": sets}).modified_count == 1
+    return db[claim.kind.collection].update_one(fenced_filter(claim),
+                                                {"$set": sets}).modified_count == 1
 
 
 def finish_step(db: Database, claim: Claim, step: str, record: dict[str, Any]) -> bool:
@@ -225,8 +228,8 @@ def finish_step(db: Database, claim: Claim, step: str, record: dict[str, Any]) -
     entry = {"step": step, "epoch": claim.epoch, "pod": claim.run.get("claimedBy"),
              "startedAt": record.get("startedAt", current.get("startedAt")), **record}
     # $addToSet: a write retried after a lost reply adds the same entry once
-    result = db.runs.update_one(fenced_filter(claim),
-                                {"$set": sets, "$addToSet": {"stepHistory": entry}})
+    result = db[claim.kind.collection].update_one(
+        fenced_filter(claim), {"$set": sets, "$addToSet": {"stepHistory": entry}})
     return result.modified_count == 1
 
 

@@ -8,7 +8,8 @@ writes and emits nothing more for that run.
 
 What varies is injected, so tests and benchmarks use the real worker: the `sink` events go
 to, the `steps` (a pipeline) it carries, the `run_step` that carries one step (default: the
-notebook `StepRunner`), and the `clock` durations are measured with.
+notebook `StepRunner`), and the `clock` durations are measured with. An ideation request
+always runs its notebook (`pipelines.IDEATION`): its ideas come from the notebook's files.
 """
 
 from __future__ import annotations
@@ -174,8 +175,8 @@ class Worker:
         trace_id = claim.run.get("traceId")
         if not trace_id:
             trace_id = new_trace_id()
-            with_db_retry(self.db.runs.update_one, claims.fenced_filter(claim),
-                          {"$set": {"traceId": trace_id}})
+            with_db_retry(self.db[claim.kind.collection].update_one,
+                          claims.fenced_filter(claim), {"$set": {"traceId": trace_id}})
         seq = SequenceCounter(run_dir(self.settings, claim) / "events.seq",
                               floor=claim.seq_floor)
         return RunEmitter(self.emitter, claim.run_id, sequence=seq,
@@ -183,8 +184,7 @@ class Worker:
 
     def _open(self, claim: claims.Claim) -> RunSession:
         s = self.settings
-        events = self._run_emitter(claim) if claim.kind is claims.RUNS else None
-        session = RunSession(claim, events)
+        session = RunSession(claim, self._run_emitter(claim))
 
         def stop(_flag: dict | None = None) -> None:
             self.interrupt(*session.stop_reason())
@@ -217,6 +217,8 @@ class Worker:
                 log.warning("%s %s: lease lost (%s)", claim.kind.name, claim.run_id, exc)
                 return Outcome.LOST
             log.exception("%s %s failed in the worker", claim.kind.name, claim.run_id)
+            if claim.kind is claims.IDEATION:
+                return run.ideation_failed(self, session, from_exception(exc))
             return run.fail(self, session, from_exception(exc))
         finally:
             self._close(session)

@@ -38,12 +38,13 @@ class Step:
     # The automatic review: the run is AUTO_VALIDATING while it runs, and a pipeline with
     # one ends AWAITING_HUMAN instead of COMPLETED.
     validation: bool = False
+    key_template: str = "runs/{id}/notebooks/{name}.ipynb"  # where its executed notebook goes
 
     def notebook_path(self, root: Path = NOTEBOOKS_DIR) -> Path:
         return root / self.notebook
 
     def artifact_key(self, run_id: str) -> str:
-        return f"runs/{run_id}/notebooks/{self.name}.ipynb"
+        return self.key_template.format(id=run_id, name=self.name)
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,10 @@ STAGE_STEPS: tuple[Step, ...] = (
     Step("Stage_4", "stages/stage_4_ablation_studies.ipynb", "ablation studies",
          requires=(("Stage_3", "journal"), ("Stage_3", "best_data"))),
 )
-# Filled as their notebooks land (ideation.ipynb).
-IDEATION = Pipeline("ideation", ())
+# Served for an ideation request (its id in place of a run id).
+IDEATION_STEP = Step("Ideation", "ideation.ipynb", "propose and refine research ideas",
+                     key_template="ideation/{id}/{name}.ipynb")
+IDEATION = Pipeline("ideation", (IDEATION_STEP,))
 PAPER = Pipeline("paper", (
     Step("Plots", "plots.ipynb", "aggregate the stages' results into the paper's figures",
          requires=(("Stage_1", "journal"), ("Stage_1", "best_data"))),

@@ -8,16 +8,19 @@ completed, failed (re-queued while a retryable failure has attempts left), or in
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..contract.failures import Failure
+from ..contract.failures import Failure, FailureCode
 from ..contract.lifecycle import IdeationStatus, Outcome, RunStatus, StepStatus
 from ..db import utcnow
+from ..errors import IdeationError
 from ..queue import claims
 from ..queue.dbretry import with_db_retry
 from ..queue.queue_log import log_hand_back
 from ..runtime.execute import StepError
 from . import ideation
+from .pipelines import IDEATION_STEP
 from .session import RunSession
 from .step import run_dir
 from .telemetry import gpu_name
@@ -168,23 +171,57 @@ def interrupted(w: Worker, session: RunSession) -> Outcome:
 
 
 def ideate(w: Worker, session: RunSession) -> Outcome:
-    """Serve a claimed ideation request (see `worker.ideation`)."""
+    """Serve a claimed ideation request: its notebook, executed like a stage (events, cell
+    progress, the executed notebook under `ideation/{id}/`), then the ideas recorded on the
+    request and its hypothesis (and, with `autoRun`, the first idea's run queued), or the
+    failure (see `worker.ideation`)."""
     claim = session.claim
-    log.info("claimed ideation request %s", claim.run_id)
+    request = claim.run
+    log.info("claimed ideation request %s (attempt %s)", claim.run_id, request.get("attempt"))
     hypothesis = with_db_retry(ideation.start, w.db, claim)
-    try:
-        ideas, error = ideation.generate_ideas(hypothesis, claim.run), None
-    except ValueError as exc:
-        ideas, error = [], str(exc)
+    if hypothesis is None:
+        return ideation_failed(w, session, Failure(
+            FailureCode.NOT_FOUND, f"hypothesis {request.get('hypothesisId')!r} not found"))
+    # The request's own knobs, as parameters the notebook declares (plain data).
+    step = replace(IDEATION_STEP, parameters={
+        **IDEATION_STEP.parameters, "hypothesis": ideation.hypothesis_text(hypothesis),
+        "reflections": int(request.get("reflections") or 3),
+        "num_ideas": int(request.get("maxNumGenerations") or 1)})
+    idea = hypothesis.get("ideaJson") if isinstance(hypothesis.get("ideaJson"), dict) else {}
+    # Always the notebook: the ideas come from its working directory.
+    failure = w.runner(session, step, idea)
+    w.emitter.adopt_orphans()  # what the step's kernel could not deliver
     if session.interrupted:
-        return interrupted(w, session)
+        outcome = interrupted(w, session)
+        if outcome is Outcome.QUEUED:
+            with_db_retry(ideation.mirror_failure, w.db, claim, IdeationStatus.QUEUED.value,
+                          "released by a worker shutting down")
+        return outcome
+    if failure is not None:
+        return ideation_failed(w, session, failure)
+    try:
+        result = ideation.read_result(run_dir(w.settings, claim) / "cwd")
+    except IdeationError as exc:
+        return ideation_failed(w, session, Failure(FailureCode.INVALID_RESULT, str(exc)))
     session.lease.stop()
-    if not with_db_retry(ideation.finish, w.db, claim, ideas, error):
+    run_id = with_db_retry(ideation.complete, w.db, claim, result)
+    if run_id is None:
         return Outcome.LOST
-    if error is not None:
-        log.warning("ideation request %s failed: %s", claim.run_id, error)
-        return Outcome(IdeationStatus.FAILED)
+    ideas = result["ideas"]
     w.emitter.emit("ai.ideation.generated", {
-        "hypothesis_id": claim.run["hypothesisId"], "request_id": claim.run_id,
-        "count": len(ideas)}, epoch=claim.epoch)
+        "hypothesis_id": request["hypothesisId"], "request_id": claim.run_id,
+        "count": len(ideas), "top_k": 1}, epoch=claim.epoch)
+    log.info("ideation request %s: %d idea(s)%s", claim.run_id, len(ideas),
+             f"; run {run_id} queued" if run_id else "")
     return Outcome(IdeationStatus.COMPLETED)
+
+
+def ideation_failed(w: Worker, session: RunSession, failure: Failure) -> Outcome:
+    """Re-queue a retryable failure while attempts are left, else fail for good; the
+    hypothesis shows which, with the reason."""
+    outcome = fail(w, session, failure)
+    if outcome is not Outcome.LOST:
+        reason = f"{failure.code}: {failure.message}"
+        with_db_retry(ideation.mirror_failure, w.db, session.claim, outcome.value, reason)
+        log.warning("ideation request %s %s: %s", session.claim.run_id, outcome.value, reason)
+    return outcome

@@ -17,7 +17,7 @@ class RunSession:
     stop (taken over, canceled, released at shutdown), if it must."""
 
     claim: claims.Claim
-    events: RunEmitter | None  # None for an ideation request (its events carry no run)
+    events: RunEmitter | None  # an ideation request's events carry its id as the run id
     lease: LeaseKeeper | None = None
     releasing: bool = False
 

@@ -179,7 +179,9 @@ class StepRunner:
         if (reason := session.stop_reason()) is not None:
             handle.cancel(*reason)  # asked to stop just before this step began
         try:
-            run = with_db_retry(self.db.runs.find_one, {"_id": claim.run_id}, {"steps": 1}) or {}
+            # the run's (or the ideation request's) step records: where the inputs are
+            run = with_db_retry(self.db[claim.kind.collection].find_one, {"_id": claim.run_id},
+                                {"steps": 1}) or {}
             inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
                                   where / "inputs")
             return execute_step(

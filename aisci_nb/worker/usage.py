@@ -32,10 +32,11 @@ def seed_ledger(run: dict[str, Any], run_dir: Path) -> Ledger:
 
 def record_gpu_time(db: Database, claim: claims.Claim, step: str, seconds: float,
                     gpu: str | None) -> bool:
-    """Add one step execution's seconds on `gpu` (None: a CPU-only pod) to the run."""
+    """Add one step execution's seconds on `gpu` (None: a CPU-only pod) to the run (or the
+    ideation request)."""
     key = f"{step}#{claim.run.get('attempt') or 1}-{claim.epoch}".replace(".", "_") \
         .replace("$", "_")
-    return db.runs.update_one(claims.fenced_filter(claim), [
+    return db[claim.kind.collection].update_one(claims.fenced_filter(claim), [
         {"$set": {"gpuUsage.name": gpu, "gpuUsage.byStep": {"$mergeObjects": [
             {"$ifNull": ["$gpuUsage.byStep", {}]}, {"$literal": {key: round(seconds, 3)}}]}}},
         {"$set": {"gpuUsage.seconds": {"$round": [{"$sum": {"$map": {

@@ -150,7 +150,7 @@ def test_debug_names_what_is_missing(stack: Stack) -> None:
     proc = aisci(stack, "debug", "no-such-run", "--no-lab", cwd=stack.tmp)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
-    assert err.strip() == "aisci: error: no run no-such-run"
+    assert err.strip() == "aisci: error: no run or ideation request no-such-run"
     run = run_steps(stack, (PIPELINE_2,))  # refused before a kernel ran: nothing to open
     proc = aisci(stack, "debug", run["_id"], "--no-lab", cwd=stack.tmp)
     _, err = proc.communicate(timeout=60)

@@ -17,7 +17,7 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.queue import claims
 from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.worker.loop import Worker
-from aisci_nb.worker.pipelines import PAPER_STEPS, Step
+from aisci_nb.worker.pipelines import PAPER_STEPS, PIPELINE_STEP_NAMES, Step
 
 from ..conftest import API_KEY, Stack, wait_until
 
@@ -120,7 +120,7 @@ def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
 def awaiting_run(stack: Stack) -> str:
     doc = claims.new_run_document("hyp-1")
     doc.update(status="AWAITING_HUMAN", steps={
-        name: {"status": "COMPLETED"} for name in ("Stage_1", "Plots", "Writeup", "Review")})
+        name: {"status": "COMPLETED"} for name in PIPELINE_STEP_NAMES})
     stack.db.runs.insert_one(doc)
     return doc["_id"]
 
@@ -142,7 +142,8 @@ def test_cli_fail_verdict_keeps_the_reason_and_refuses_a_second(stack: Stack) ->
     rerun = cli(stack, "rerun", run_id, "--from", "Writeup")
     assert rerun.returncode == 0, rerun.stderr
     run = stack.db.runs.find_one({"_id": run_id})
-    assert run["status"] == "QUEUED" and set(run["steps"]) == {"Stage_1", "Plots"}
+    assert run["status"] == "QUEUED" and set(run["steps"]) == {
+        "Stage_1", "Stage_2", "Stage_3", "Stage_4", "Plots"}
     assert "errorType" not in run
 
 
@@ -154,7 +155,7 @@ def test_cli_refuses_what_cannot_be_validated_or_rerun(stack: Stack) -> None:
     assert out.returncode == 1 and "only a run that is" in out.stderr
     run_id = awaiting_run(stack)
     out = cli(stack, "rerun", run_id, "--from", "Typesetting")
-    assert out.returncode == 1 and "steps: Stage_1, Plots, Writeup, Review" in out.stderr
+    assert out.returncode == 1 and f"steps: {', '.join(PIPELINE_STEP_NAMES)}" in out.stderr
     assert cli(stack, "validate", run_id).returncode == 2  # --pass or --fail is required
     stack.db.runs.update_one({"_id": run_id}, {"$unset": {"steps.Plots": ""}})
     out = cli(stack, "rerun", run_id, "--from", "Writeup")

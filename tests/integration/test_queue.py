@@ -168,12 +168,14 @@ def test_hybrid_worker_serves_ideation_first_then_runs(stack: Stack) -> None:
     bad = stack.db.ideation_requests.find_one({"_id": orphan["_id"]})
     ran = stack.db.runs.find_one({"_id": run.run_id})
     assert {done["status"], bad["status"]} == {"COMPLETED", "FAILED"}
-    assert done["ideas"] == [idea] and done["leaseEpoch"] == 1 and done["leaseExpiresAt"] is None
+    assert done["leaseEpoch"] == 1 and done["leaseExpiresAt"] is None
+    assert [i["Name"] for i in done["ideas"]] == ["width_noise_double_descent"]  # scripted
     assert "not found" in bad["error"]
     assert ran["status"] == "COMPLETED"
     assert max(done["claimedAt"], bad["claimedAt"]) < ran["claimedAt"]  # ideation first
     hyp = stack.db.hypotheses.find_one({"_id": run.hypothesis_id})
-    assert hyp["ideation"]["status"] == "COMPLETED" and hyp["ideation"]["ideas"] == [idea]
+    assert hyp["ideation"]["status"] == "COMPLETED" and hyp["ideation"]["ideas"] == done["ideas"]
+    assert hyp["ideaJson"] == done["ideas"][0] != idea
     generated = wait_until(lambda: stack.db.events.find_one({"type": "ai.ideation.generated"}),
                            what="ai.ideation.generated")
     assert generated["data"]["request_id"] == request["_id"]

@@ -20,7 +20,9 @@ def test_code_for(name: str, code: str) -> None:
 def test_codes_keep_their_wire_values() -> None:
     assert FailureCode.OOM == "OOMError" and FailureCode.LEASE_LOST == "LEASE_LOST"
     assert orjson.dumps({"code": FailureCode.TIMEOUT}) == b'{"code":"TIMEOUT"}'
-    assert {"TIMEOUT"} == RETRYABLE_CODES
+    # a provider outage may be over by the next attempt (issue 10)
+    assert {"TIMEOUT", "LLM_UNAVAILABLE", "LLM_TIMEOUT"} == RETRYABLE_CODES
+    assert FailureCode.NOT_FOUND == "NOT_FOUND" and FailureCode.INVALID_RESULT == "INVALID_RESULT"
     assert Failure(FailureCode.TIMEOUT, "slow").retryable
     assert not Failure("ZeroDivisionError", "boom").retryable
 
