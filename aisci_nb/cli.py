@@ -206,6 +206,45 @@ def cmd_debug(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user(args: argparse.Namespace) -> int:
+    """Add or update a person who signs in to the control plane (stored hashed in MongoDB)."""
+    import getpass
+
+    from . import accounts
+    from .db import connect
+
+    password = os.environ.get("AISCI_NEW_PASSWORD") if args.password_from_env else None
+    if password is None:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            return _fail("the passwords differ", 2)
+    db = connect(load_settings())
+    accounts.ensure_indexes(db)
+    try:
+        accounts.add_user(db, args.name, args.role, password)
+    except accounts.AccountError as exc:
+        return _fail(str(exc), 2)
+    accounts.audit(db, os.environ.get("USER", "cli"), "user_add", args.name, role=args.role)
+    print(f"user {args.name} ({args.role}) saved")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A personal API token for a programmatic client; shown once, stored hashed."""
+    from . import accounts
+    from .db import connect
+
+    db = connect(load_settings())
+    try:
+        token = accounts.create_token(db, args.user, args.label or "")
+    except accounts.AccountError as exc:
+        return _fail(str(exc), 2)
+    accounts.audit(db, os.environ.get("USER", "cli"), "token_create", args.user,
+                   label=args.label)
+    print(token)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisci", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -234,6 +273,23 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("run_id")
     x.add_argument("--reason", help="shown with the run")
     x.set_defaults(func=cmd_cancel)
+
+    u = sub.add_parser("user", help="people who sign in to the control plane")
+    usub = u.add_subparsers(dest="user_action", required=True)
+    ua = usub.add_parser("add", help="add a user, or set an existing one's role and password")
+    ua.add_argument("name")
+    ua.add_argument("--role", choices=["operator", "viewer"], required=True,
+                    help="viewers read; operators also create, cancel, retry and validate")
+    ua.add_argument("--password-from-env", action="store_true",
+                    help="read the password from AISCI_NEW_PASSWORD instead of prompting")
+    ua.set_defaults(func=cmd_user)
+
+    t = sub.add_parser("token", help="personal API tokens for programmatic clients")
+    tsub = t.add_subparsers(dest="token_action", required=True)
+    tc = tsub.add_parser("create", help="print a new token for USER (shown once)")
+    tc.add_argument("--user", required=True)
+    tc.add_argument("--label", help="what the token is for")
+    tc.set_defaults(func=cmd_token)
 
     g = sub.add_parser("debug", help="open a run's step notebook at its failing cell")
     g.add_argument("run_id")

@@ -38,6 +38,7 @@ from tenacity import (
 )
 
 from .envelope import Event, make_event
+from .scrub import Scrubber
 from .spool import Spool, SpoolFile
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,14 @@ class Sink(Protocol):
     def send(self, lines: list[bytes]) -> None: ...
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 over `timestamp.body`, hex: what the ingest checks in HMAC mode."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+def sign(secret: str, timestamp: str, body: bytes, method: str = "POST",
+         path: str = "/api/ingest/events") -> str:
+    """HMAC-SHA256 over method, path, timestamp and the body's SHA-256, hex: what the ingest
+    checks in HMAC mode. Binding method and path means a signature for one endpoint cannot
+    be replayed against another."""
+    digest = hashlib.sha256(body).hexdigest()
+    msg = f"aisci-hmac-v2\n{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
+    return "v2=" + hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
 class HttpSink:
@@ -164,8 +169,10 @@ class Emitter:
     """
 
     def __init__(self, sink: Sink, *, source: str, spool: Spool | None = None,
-                 batch_max: int = BATCH_MAX, batch_wait_s: float = BATCH_WAIT_S) -> None:
+                 batch_max: int = BATCH_MAX, batch_wait_s: float = BATCH_WAIT_S,
+                 scrubber: Scrubber | None = None) -> None:
         self.sink = sink
+        self.scrubber = scrubber  # secrets never leave in an event's data
         self.source = source
         self.spool = spool
         self.batch_max = batch_max
@@ -181,6 +188,8 @@ class Emitter:
     def emit(self, event_type: str, data: dict[str, Any], *, seq: int | None = None,
              traceparent: str | None = None, epoch: int | None = None) -> Event:
         """Validate, spool and queue one event; raises on bad data or a full spool."""
+        if self.scrubber:
+            data = self.scrubber.obj(data)
         event = make_event(event_type, data, source=self.source, seq=seq,
                            traceparent=traceparent, epoch=epoch)
         line = event.to_line()

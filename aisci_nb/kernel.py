@@ -3,7 +3,9 @@
 The same notebook runs under the worker (events go to the control plane), in JupyterLab or
 under `pytest --nbval` (no `events_url`: events go to a local debug sink and the console).
 Credentials come from the kernel's environment, never from parameters, so they never land
-in an executed notebook.
+in an executed notebook. Under a worker that is a run-scoped token (`AISCI_RUN_TOKEN`, good
+for this run and lease epoch only) and an outbox for artifacts (`AISCI_OUTBOX`): the kernel
+holds neither the worker's key nor the S3 secret.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .emitter import DebugSink, Emitter, HttpSink, RunEmitter, SequenceCounter
+from .outbox import OUTBOX_ENV, Staged, stage
+from .scrub import from_env as scrub_from_env
 from .spool import Spool
 
 if TYPE_CHECKING:
     from .store import ArtifactStore, StoredObject
 
 API_KEY_ENV = "AISCI_API_KEY"
+RUN_TOKEN_ENV = "AISCI_RUN_TOKEN"
 AUTH_MODE_ENV = "AISCI_INGEST_AUTH"  # "bearer" (default) or "hmac"
 OUTPUTS_DIR = ".aisci-outputs"
 DEBUG_ARTIFACTS_DIR = "aisci-debug-artifacts"
@@ -33,6 +38,12 @@ DEBUG_ARTIFACTS_DIR = "aisci-debug-artifacts"
 def outputs_manifest(cwd: Path, stage: str) -> Path:
     """Where a step's kernel lists the artifacts it registered as the step's outputs."""
     return cwd / OUTPUTS_DIR / f"{stage}.json"
+
+
+def _stored(staged: Staged) -> StoredObject:
+    from .store import StoredObject
+
+    return StoredObject(staged.key, "", staged.size, staged.sha256, staged.content_type)
 
 
 @dataclass
@@ -79,6 +90,13 @@ class RunContext:
 
         path = Path(path)
         key = key or f"runs/{self.run_id}/artifacts/{self.stage}/{path.name}"
+        outbox = os.environ.get(OUTBOX_ENV) if not self.debug and self.store is None else None
+        if outbox:
+            # The worker uploads it after the cell (it holds the store's credentials) and
+            # announces it; the outputs manifest already names it for later steps.
+            staged = stage(Path(outbox), key, path, content_type, kind)
+            self._list_output(name or path.stem, staged.key)
+            return _stored(staged)
         try:
             stored = self._store().put_file(key, path, content_type)
         except Exception as exc:
@@ -88,12 +106,15 @@ class RunContext:
             raise StorageError(message) from exc
         self._emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
                    sha256=stored.sha256, content_type=stored.content_type, kind=kind)
+        self._list_output(name or path.stem, stored.key)
+        return stored
+
+    def _list_output(self, name: str, key: str) -> None:
         manifest = outputs_manifest(Path.cwd(), self.stage)
         manifest.parent.mkdir(parents=True, exist_ok=True)
         listed = json.loads(manifest.read_text()) if manifest.exists() else {}
-        listed[name or path.stem] = stored.key
+        listed[name] = key
         manifest.write_text(json.dumps(listed, indent=1))
-        return stored
 
     @contextlib.contextmanager
     def stage_scope(self, desc: str | None = None) -> Iterator[RunContext]:
@@ -131,13 +152,15 @@ def init(
     """Build the run context from a notebook's parameters."""
     run_id = run_id or "debug-run"
     source = event_source or f"notebook://{os.uname().nodename}"
-    if events_url:
+    if events_url and os.environ.get(RUN_TOKEN_ENV):
+        sink: HttpSink | DebugSink = HttpSink(events_url, api_key=os.environ[RUN_TOKEN_ENV])
+    elif events_url:
         sink = HttpSink(events_url, api_key=os.environ.get(API_KEY_ENV),
                         hmac=os.environ.get(AUTH_MODE_ENV) == "hmac")
     else:
         sink = DebugSink(Path("aisci-debug-events.ndjson"))
     spool = Spool(Path(spool_dir)) if spool_dir and events_url else None
-    emitter = Emitter(sink, source=source, spool=spool)
+    emitter = Emitter(sink, source=source, spool=spool, scrubber=scrub_from_env())
     atexit.register(emitter.close, 5)
     sequence = SequenceCounter(Path(seq_path)) if seq_path else None
     events = RunEmitter(emitter, run_id, sequence=sequence, traceparent=traceparent,

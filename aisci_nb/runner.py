@@ -33,6 +33,7 @@ from nbformat import NotebookNode
 from . import params
 from .engine import ENGINE_NAME, KernelSession
 from .failures import Failure, code_for
+from .scrub import Scrubber
 
 log = logging.getLogger("aisci.runner")
 
@@ -374,6 +375,7 @@ def execute_step(
     publish: Publish | None = None,
     publish_every_s: float = 60,
     kernel_env: Mapping[str, str] | None = None,
+    scrubber: Scrubber | None = None,
 ) -> StepResult:
     """Run `notebook` with `parameters` (and the declared ones of `offered`) injected,
     writing the executed copy to `output`.
@@ -401,7 +403,7 @@ def execute_step(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
-    session = KernelSession(kernel_env)
+    session = KernelSession(kernel_env, scrubber)
     wake = threading.Event()
     handle._attach(session, wake)
     reporter = _CellReporter(nb, handle, on_event, session, injected=bool(values))

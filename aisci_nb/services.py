@@ -281,7 +281,7 @@ def launch_control_plane(port: int, env: dict[str, str], log: Path,
 def ephemeral_stack(
     tmp: Path, *, s3_binary: Path | None = None, s3_secret: str | None = None,
     api_key: str = "local-api-key", old_api_keys: tuple[str, ...] = (),
-    db_name: str = "aisci_test",
+    db_name: str = "aisci_test", ui_token: str | None = None,
 ) -> Iterator[dict[str, str]]:
     """mongod (+ versitygw) + control plane on free ports under `tmp`, for tests and benchmarks.
 
@@ -297,6 +297,8 @@ def ephemeral_stack(
         started.append(mongo)
         env = {"MONGODB_URL": mongodb_url(mongo.port, db_name),
                "INGEST_API_KEYS": ",".join([*old_api_keys, api_key]), "AISCI_API_KEY": api_key}
+        if ui_token:
+            env["AISCI_UI_TOKEN"] = ui_token  # the single-user sign-in of the pages and API
         if s3_binary is not None:
             secret = s3_secret or secrets.token_urlsafe(16)
             s3 = launch_s3(s3_binary, free_port(), tmp / "s3", tmp / "s3.log", "localaccess",

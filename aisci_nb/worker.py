@@ -28,18 +28,20 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from . import ideation, queue
+from . import ideation, queue, runtoken
 from .db import connect, ensure_indexes, utcnow
 from .emitter import Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
 from .failures import Failure, from_exception
-from .kernel import API_KEY_ENV, AUTH_MODE_ENV
+from .kernel import RUN_TOKEN_ENV
 from .lease import LeaseKeeper
 from .lifecycle import RunStatus
+from .outbox import OUTBOX_ENV, Drainer
 from .pickup import Pickup
 from .pipeline import EXPERIMENT_STEPS, NOTEBOOKS_DIR, Step
 from .queue_log import log_hand_back
 from .reaper import Reaper
 from .runner import Limits, StepError, StepHandle, StepResult, execute_step
+from .scrub import SECRET_ENV, Scrubber, install_log_scrubber
 from .settings import Settings, WorkerMode, load_settings
 from .spool import Spool
 from .stepio import fetch_inputs, read_outputs
@@ -51,6 +53,9 @@ log = logging.getLogger("aisci.worker")
 T = TypeVar("T")
 LOST = "LOST"  # what `process` answers for a run whose lease was taken over
 LOST_CODE = "LEASE_LOST"  # a step stopped because of it
+# Never in a kernel's environment: credentials of the worker, the store and the database.
+KERNEL_DROPPED_ENV = (*SECRET_ENV, "MONGODB_URL", "MINIO_ACCESS_KEY", "MINIO_ENDPOINT",
+                      "AWS_ACCESS_KEY_ID", "AISCI_INGEST_AUTH")
 
 
 def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -131,14 +136,16 @@ class Worker:
     steps: tuple[Step, ...] = EXPERIMENT_STEPS
     drain: bool = False  # on SIGTERM, finish the current run instead of releasing it
     emitter: Emitter = field(init=False)
+    scrubber: Scrubber = field(init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _session: RunSession | None = field(default=None, init=False, repr=False)
     _active: StepHandle | None = field(default=None, init=False, repr=False)
     _active_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.scrubber = Scrubber(self.secret_values())
         self.emitter = Emitter(self._sink(), source=self.source, spool=Spool(
-            self.spool_dir, max_bytes=self.settings.spool_max_bytes))
+            self.spool_dir, max_bytes=self.settings.spool_max_bytes), scrubber=self.scrubber)
         self.emitter.adopt_orphans()
 
     def _sink(self) -> Sink:
@@ -169,23 +176,27 @@ class Worker:
                  *s.ingest_api_keys]
         return [v.get_secret_value() for v in found if v and v.get_secret_value()]
 
-    def kernel_env(self) -> dict[str, str]:
-        """The kernel's environment: how it gets credentials and the store, never through
-        parameters (which land in the executed notebook)."""
-        s = self.settings
-        env = dict(os.environ)
-        values: dict[str, Any] = {
-            API_KEY_ENV: s.aisci_api_key.get_secret_value() if s.aisci_api_key else None,
-            AUTH_MODE_ENV: s.aisci_ingest_auth,
-            "MINIO_ENDPOINT": s.minio_endpoint,
-            "MINIO_ACCESS_KEY": s.minio_access_key,
-            "MINIO_SECRET_KEY": (s.minio_secret_key.get_secret_value()
-                                 if s.minio_secret_key else None),
-            "MINIO_BUCKET": s.minio_bucket,
-            "MINIO_SECURE": str(s.minio_secure).lower(),
-            "ARTIFACTS_DIR": str(s.artifacts_dir.resolve()),
-        }
-        env.update({k: str(v) for k, v in values.items() if v is not None})
+    def run_token(self, claim: queue.Claim) -> str | None:
+        """The kernel's credential: good for this run and lease epoch only, until it expires."""
+        key = self.settings.aisci_api_key
+        if key is None:
+            return None
+        token = runtoken.mint(key.get_secret_value(), claim.run_id, claim.epoch,
+                              self.settings.run_token_ttl_s)
+        self.scrubber.add(token)  # a kernel that prints it leaks nothing either
+        return token
+
+    def kernel_env(self, run_token: str | None = None, outbox: Path | None = None
+                   ) -> dict[str, str]:
+        """The kernel's environment: a run-scoped token and an outbox for artifacts, never
+        the worker's key, the store's secret or the database (and never through parameters,
+        which land in the executed notebook). LLM keys stay: notebooks call the models; every
+        output is scrubbed of them."""
+        env = {k: v for k, v in os.environ.items() if k.upper() not in KERNEL_DROPPED_ENV}
+        if run_token:
+            env[RUN_TOKEN_ENV] = run_token
+        if outbox is not None:
+            env[OUTBOX_ENV] = str(outbox)
         return env
 
     @property
@@ -389,16 +400,21 @@ class Worker:
                          sha256=stored.sha256, content_type=stored.content_type,
                          kind="notebook", **extra)
 
+        drainer = Drainer(run_dir / "outbox", (f"runs/{claim.run_id}/",), self.store,
+                          self.scrubber, session.emit)
+
         def publish(data: bytes) -> None:  # the running notebook, for the UI's live view
             if not session.lost:  # a taken-over run's notebook is the new holder's
-                registered(self.store.put_bytes(key, data, "application/x-ipynb+json"),
-                           live=True)
+                drainer.drain()
+                registered(self.store.put_bytes(key, self.scrubber.bytes(data),
+                                                "application/x-ipynb+json"), live=True)
 
         try:
             result = off_main_thread(
                 lambda: self._execute(session, step, idea, events, output, publish))
         except StorageError as exc:  # the inputs could not be fetched
             result, error = None, StepError("STORAGE_ERROR", str(exc))
+        self._resend_kernel_spool(claim)
         lost = result is not None and result.error is not None and result.error.code == LOST_CODE
         if lost or session.lost or not with_db_retry(queue.holds, self.db, claim):
             session.lease.lost.set()  # taken over: the notebook and outputs are not ours
@@ -406,8 +422,12 @@ class Worker:
         outputs: dict[str, str] = {}
         if result is not None:
             error = result.error
+            failed_uploads = drainer.drain()
+            if failed_uploads and error is None:
+                error = StepError("STORAGE_ERROR", "; ".join(failed_uploads)[:2000])
             if output.exists():
                 try:
+                    output.write_bytes(self.scrubber.bytes(output.read_bytes()))
                     stored = self.store.put_file(key, output)
                 except Exception as exc:
                     log.error("run %s: could not upload %s: %s", claim.run_id, key, exc)
@@ -445,6 +465,7 @@ class Worker:
             run = self.db.runs.find_one({"_id": claim.run_id}, {"steps": 1}) or {}
             inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
                                   run_dir / "inputs")
+            token = self.run_token(claim)
             return execute_step(
                 step.notebook_path(self.notebooks_dir), output, step.parameters,
                 cwd=run_dir / "cwd",
@@ -453,18 +474,33 @@ class Worker:
                     "inputs": inputs or None,  # none yet: a step that needs them is refused
                     "events_url": self.settings.control_plane_url,
                     "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
-                    "spool_dir": str(self.spool_dir), "traceparent": events.traceparent,
+                    "spool_dir": str(run_dir / "kernel-spool"),
+                    "traceparent": events.traceparent,
                     "lease_epoch": claim.epoch,
                 },
-                secrets=self.secret_values(), limits=self._limits(step), handle=handle,
+                secrets=[*self.secret_values(), *([token] if token else [])],
+                limits=self._limits(step), handle=handle,
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
                                                                **data),
                 publish=publish, publish_every_s=self.settings.live_notebook_s,
-                kernel_env=self.kernel_env(),
+                kernel_env=self.kernel_env(token, run_dir / "outbox"), scrubber=self.scrubber,
             )
         finally:
             with self._active_lock:
                 self._active = None
+
+    def _resend_kernel_spool(self, claim: queue.Claim) -> None:
+        """What the step's kernel could not deliver goes now, still under its run token:
+        never with this worker's key (the kernel wrote those lines)."""
+        spool_dir = self._run_dir(claim) / "kernel-spool"
+        if not spool_dir.is_dir():
+            return
+        sink = HttpSink(self.settings.control_plane_url, self.run_token(claim))
+        emitter = Emitter(sink, source=self.source, spool=Spool(spool_dir),
+                          scrubber=self.scrubber)
+        if emitter.adopt_orphans():
+            emitter.flush(timeout_s=self.settings.emit_flush_timeout_s)
+        emitter.close(timeout_s=1)
 
     def _limits(self, step: Step) -> Limits:
         s = self.settings
@@ -599,6 +635,7 @@ def main(argv: list[str] | None = None, *, steps: tuple[Step, ...] = EXPERIMENT_
     with_db_retry(ensure_indexes, db)
     worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir,
                     steps=steps, drain=args.drain)
+    install_log_scrubber(worker.scrubber)  # the worker's log never shows a secret
     install_excepthook(worker)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())

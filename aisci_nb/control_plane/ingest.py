@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ..envelope import Event, InvalidEvent, parse_binary, parse_event
 from ..eventlog import InsertOutcome, fast, finish_batch, insert_events
-from .deps import State, StateDep, require_ingest_auth
+from .deps import IngestPrincipal, State, StateDep, require_ingest_auth
+from .scope import refusals
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
@@ -82,6 +83,10 @@ def store_and_project(state: State, events: list[Event]) -> InsertOutcome:
     return outcome
 
 
+def _principal(request: Request) -> IngestPrincipal:
+    return getattr(request.state, "ingest_principal", IngestPrincipal("anonymous"))
+
+
 async def _store(state: State, events: list[Event], endpoint: str,
                  started: float) -> InsertOutcome:
     try:
@@ -114,6 +119,10 @@ async def ingest_one(request: Request, state: StateDep) -> JSONResponse:
     except InvalidEvent as exc:
         state.metrics.invalid.inc()
         return JSONResponse({"detail": str(exc)}, status_code=422)
+    refused = await run_in_threadpool(refusals, state.db, _principal(request), [event])
+    if refused:
+        state.metrics.invalid.inc()
+        return JSONResponse({"detail": refused[0]}, status_code=403)
     outcome = await _store(state, [event], "event", started)
     if outcome.conflicts:
         state.metrics.invalid.inc()
@@ -161,6 +170,11 @@ async def ingest_batch(request: Request, state: StateDep) -> JSONResponse:
             lines.append(number)
         except InvalidEvent as exc:
             invalid.append({"line": number, "reason": str(exc)})
+    refused = await run_in_threadpool(refusals, state.db, _principal(request), events)
+    if refused:
+        invalid += [{"line": lines[i], "reason": reason} for i, reason in refused.items()]
+        events = [e for i, e in enumerate(events) if i not in refused]
+        lines = [n for i, n in enumerate(lines) if i not in refused]
     outcome = await _store(state, events, "events", started)
     for index, reason in outcome.conflicts.items():
         invalid.append({"line": lines[index], "reason": reason})
