@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/python bench/bench_step_overhead.py
 
 docs: install
-	$(BIN)/python -m aisci_nb.catalog_doc --write
+	$(BIN)/python -m aisci_nb.ops.catalog_doc --write
 
 services-up: install
 	$(BIN)/aisci services up

@@ -166,7 +166,7 @@ check_env() {
         say ".env: it holds secrets; made it readable by its owner only"
     fi
     local out
-    if ! out="$("$PY" -m aisci_nb.cli doctor --only env --pod --env-file "$ROOT/.env")"; then
+    if ! out="$("$PY" -m aisci_nb.ops.cli doctor --only env --pod --env-file "$ROOT/.env")"; then
         echo "$out" | head -n 1 >&2
         die ".env is not complete: add what is missing to $ROOT/.env (see .env.example)" 2
     fi
@@ -177,7 +177,7 @@ setup_python
 setup_apt
 setup_shell
 check_env
-say "ready; check the services with: $PY -m aisci_nb.cli doctor"
+say "ready; check the services with: $PY -m aisci_nb.ops.cli doctor"
 if [ "$start" = 1 ]; then
     say "starting the worker (Ctrl+C stops it; log in $ROOT/worker.log)"
     AISCI_PYTHON="$PY" exec "$ROOT/start_worker.sh" "${worker_args[@]}"

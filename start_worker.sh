@@ -83,7 +83,7 @@ log_file="${AISCI_LOG_FILE:-$ROOT/worker.log}"
 tee_flag=()
 [ -t 1 ] && tee_flag=(--tee)
 # Everything below, ours and the worker's, goes through the rotating log.
-exec > >("$PY" -m aisci_nb.logpipe "$log_file" --max-bytes "${AISCI_LOG_MAX_BYTES:-52428800}" \
+exec > >("$PY" -m aisci_nb.ops.logpipe "$log_file" --max-bytes "${AISCI_LOG_MAX_BYTES:-52428800}" \
     --backups "${AISCI_LOG_BACKUPS:-5}" "${tee_flag[@]}") 2>&1
 pump=$!
 # On the way out, close our end and let the log pump write its last lines.

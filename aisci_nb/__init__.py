@@ -6,7 +6,7 @@ package (queue, worker, control plane, CLI) lives in submodules and is not impor
 so the kernel stays light.
 """
 
-from .kernel import RunContext, init
+from .notebook.context import RunContext, init
 
 __all__ = ["RunContext", "init"]
 __version__ = "0.1.0"

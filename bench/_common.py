@@ -14,9 +14,9 @@ from pathlib import Path
 from pymongo import MongoClient
 
 from aisci_nb.db import ensure_indexes
-from aisci_nb.emitter import DebugSink, Sink
-from aisci_nb.services import find_mongod, free_port, launch_mongod, mongodb_url, stop_pid
-from aisci_nb.worker import Worker
+from aisci_nb.events.emitter import DebugSink, Sink
+from aisci_nb.ops.services import find_mongod, free_port, launch_mongod, mongodb_url, stop_pid
+from aisci_nb.worker.loop import Worker
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 Ways to drain the same queue of N runs on one mongod:
 - baseline: one process, a bare `find_one_and_update` (status QUEUED -> SCHEDULED) in a loop;
 - the same bare loop in 8 processes: what contention on the head of the queue costs anyone;
-- `queue.claim_next` from 8 processes: the real claim (visibility, region, lease, epoch,
+- `claims.claim_next` from 8 processes: the real claim (visibility, region, lease, epoch,
   sequence block, one atomic pipeline update);
 - 8 real `Worker` processes with no step notebooks: claim plus the whole per-run path (lease
   keeper, status writes, events to an in-memory sink).
@@ -26,8 +26,8 @@ from pymongo import MongoClient, ReturnDocument
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import QuietWorker, private_mongod
 
-from aisci_nb import queue
-from aisci_nb.idea import example_idea
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.queue import claims
 
 
 def fill(url: str, n: int) -> None:
@@ -35,7 +35,7 @@ def fill(url: str, n: int) -> None:
     db.runs.delete_many({})
     db.hypotheses.replace_one({"_id": "bench"}, {"title": "bench", "ideaJson": example_idea()},
                               upsert=True)
-    db.runs.insert_many([queue.new_run_document("bench") for _ in range(n)])
+    db.runs.insert_many([claims.new_run_document("bench") for _ in range(n)])
 
 
 def raw_loop(url: str, pod: str, start: mp.Event, out: mp.Queue) -> None:
@@ -54,14 +54,14 @@ def claim_loop(url: str, pod: str, start: mp.Event, out: mp.Queue) -> None:
     db = MongoClient(url, tz_aware=True).get_default_database()
     start.wait()
     claimed = []
-    while claim := queue.claim_next(db, pod):
+    while claim := claims.claim_next(db, pod):
         claimed.append(claim.run_id)
     out.put((claimed, time.monotonic()))
 
 
 def worker_loop(url: str, pod: str, start: mp.Event, out: mp.Queue, root: str) -> None:
     from aisci_nb.settings import Settings
-    from aisci_nb.store import LocalStore
+    from aisci_nb.storage.store import LocalStore
 
     settings = Settings(_env_file=None, mongodb_url=url, runpod_pod_id=pod,
                         work_dir=Path(root) / "work", reap_interval_s=3600)
@@ -111,7 +111,7 @@ def main() -> int:
     print(f"\nclaims per second, {args.runs} runs, one mongod")
     rows = [("raw find_one_and_update, 1 process", raw),
             (f"raw find_one_and_update, {args.procs} processes", raw_many),
-            (f"queue.claim_next, {args.procs} processes", claims),
+            (f"claims.claim_next, {args.procs} processes", claims),
             (f"Worker (no steps), {args.procs} processes", workers)]
     for name, rate in rows:
         print(f"{name:<44}{rate:>8.0f}/s  {rate / raw:>5.2f}x")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from aisci_nb.emitter import Emitter, RunEmitter, SequenceCounter
-from aisci_nb.spool import Spool
+from aisci_nb.events.emitter import Emitter, RunEmitter, SequenceCounter
+from aisci_nb.events.spool import Spool
 
 
 class NullSink:

@@ -21,11 +21,11 @@ import httpx
 from pymongo import MongoClient
 from tqdm import tqdm
 
+from aisci_nb.contract.envelope import make_event
+from aisci_nb.control_plane.eventlog import event_document
 from aisci_nb.db import new_id
-from aisci_nb.envelope import make_event
-from aisci_nb.eventlog import event_document
-from aisci_nb.queue import new_run_document
-from aisci_nb.services import ephemeral_stack
+from aisci_nb.ops.services import ephemeral_stack
+from aisci_nb.queue.claims import new_run_document
 
 
 def workload(n: int, runs: list[str], batch: int) -> list[dict]:
@@ -65,7 +65,7 @@ def workload(n: int, runs: list[str], batch: int) -> list[dict]:
 
 
 def raw_ceiling(client: MongoClient, db_name: str, events: list[dict], batch: int) -> float:
-    from aisci_nb.envelope import parse_event
+    from aisci_nb.contract.envelope import parse_event
 
     coll = client[db_name]["raw_events"]
     coll.drop()

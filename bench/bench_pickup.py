@@ -25,7 +25,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import QuietWorker, private_mongod
 
-from aisci_nb.queue import new_run_document
+from aisci_nb.queue.claims import new_run_document
 
 
 def serve() -> None:
@@ -34,7 +34,7 @@ def serve() -> None:
 
     from aisci_nb.db import connect
     from aisci_nb.settings import load_settings
-    from aisci_nb.store import open_store
+    from aisci_nb.storage.store import open_store
 
     settings = load_settings()
     worker = QuietWorker(settings, connect(settings), open_store(settings), steps=())

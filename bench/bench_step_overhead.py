@@ -22,9 +22,9 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
-from aisci_nb import params
-from aisci_nb.runner import execute_step
-from aisci_nb.store import ArtifactStore, LocalStore, store_from_env
+from aisci_nb.contract import params
+from aisci_nb.runtime.execute import execute_step
+from aisci_nb.storage.store import ArtifactStore, LocalStore, store_from_env
 
 PARAMETERS = '''from typing import Any
 

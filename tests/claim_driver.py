@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import sys
 
+from aisci_nb.contract.failures import Failure
 from aisci_nb.db import connect
-from aisci_nb.failures import Failure
 from aisci_nb.settings import load_settings
-from aisci_nb.store import open_store
-from aisci_nb.worker import RunSession, Worker
+from aisci_nb.storage.store import open_store
+from aisci_nb.worker.loop import RunSession, Worker
 
 
 class RecordingWorker(Worker):

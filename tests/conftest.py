@@ -19,9 +19,9 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from aisci_nb.db import ensure_indexes
-from aisci_nb.services import build_versitygw, ephemeral_stack, find_versitygw
+from aisci_nb.ops.services import build_versitygw, ephemeral_stack, find_versitygw
 from aisci_nb.settings import Settings
-from aisci_nb.store import S3Store, open_store
+from aisci_nb.storage.store import S3Store, open_store
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "test-ingest-key-not-a-secret"

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from aisci_nb.db import connect
-from aisci_nb.pipeline import Step
 from aisci_nb.settings import load_settings
-from aisci_nb.store import open_store
-from aisci_nb.worker import Worker
+from aisci_nb.storage.store import open_store
+from aisci_nb.worker.loop import Worker
+from aisci_nb.worker.pipelines import Step
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")

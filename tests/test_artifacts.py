@@ -13,11 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 import aisci_nb
-from aisci_nb.control_plane import create_app
+from aisci_nb.control_plane.app import create_app
 from aisci_nb.db import new_id
-from aisci_nb.kernel import API_KEY_ENV, outputs_manifest
+from aisci_nb.notebook.context import API_KEY_ENV, outputs_manifest
 from aisci_nb.settings import Settings
-from aisci_nb.store import LocalStore, S3Store, StorageError
+from aisci_nb.storage.store import LocalStore, S3Store, StorageError
 
 from .conftest import API_KEY, UI_AUTH, UI_TOKEN, Stack
 from .test_slice import wait_until

@@ -17,9 +17,9 @@ import papermill
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from aisci_nb.idea import example_idea
-from aisci_nb.services import pid_alive, stop_pid
-from aisci_nb.submit import submit_hypothesis
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.ops.services import pid_alive, stop_pid
+from aisci_nb.queue.submit import submit_hypothesis
 
 from .conftest import API_KEY, ROOT, S3_SECRET, Stack
 from .test_runtime import PIPELINE_1, PIPELINE_2, cell_with_label, run_steps
@@ -67,7 +67,7 @@ def failed_run(stack: Stack) -> dict:
 
 
 def aisci(stack: Stack, *args: str, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "aisci_nb.cli", *args],
+    return subprocess.Popen([sys.executable, "-m", "aisci_nb.ops.cli", *args],
                             env={**os.environ, **stack.env}, cwd=cwd, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from aisci_nb.doctor import Context, Status, run_checks
-from aisci_nb.services import free_port
+from aisci_nb.ops.doctor import Context, Status, run_checks
+from aisci_nb.ops.services import free_port
 from aisci_nb.settings import Settings
-from aisci_nb.telemetry import gpu_sample
+from aisci_nb.worker.telemetry import gpu_sample
 
 from .conftest import API_KEY, S3_SECRET, Stack
 
@@ -27,7 +27,7 @@ def clean_environ() -> dict[str, str]:
 
 
 def doctor_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "aisci_nb.cli", "doctor", "--timeout", "3",
+    return subprocess.run([sys.executable, "-m", "aisci_nb.ops.cli", "doctor", "--timeout", "3",
                            *args], env={**clean_environ(), **env}, cwd=cwd,
                           capture_output=True, text=True, timeout=180)
 

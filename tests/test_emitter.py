@@ -12,11 +12,11 @@ import httpx
 import pytest
 from ulid import ULID
 
-from aisci_nb.catalog_doc import DOC_PATH, render
-from aisci_nb.emitter import Emitter, RunEmitter, SequenceCounter
-from aisci_nb.envelope import InvalidEvent, new_ulid
-from aisci_nb.failures import code_for, from_exception
-from aisci_nb.spool import Spool, SpoolFull
+from aisci_nb.contract.envelope import InvalidEvent, new_ulid
+from aisci_nb.contract.failures import code_for, from_exception
+from aisci_nb.events.emitter import Emitter, RunEmitter, SequenceCounter
+from aisci_nb.events.spool import Spool, SpoolFull
+from aisci_nb.ops.catalog_doc import DOC_PATH, render
 
 
 class Recorder:
@@ -45,7 +45,7 @@ def test_ulids_are_valid_time_ordered_and_unique() -> None:
 
 def test_events_doc_is_generated_from_the_catalogue() -> None:
     assert DOC_PATH.read_text() == render(), (
-        "docs/events.md is stale: run python -m aisci_nb.catalog_doc --write")
+        "docs/events.md is stale: run python -m aisci_nb.ops.catalog_doc --write")
 
 
 def test_batches_of_at_most_50_and_a_clear_error_for_bad_data(tmp_path: Path) -> None:
@@ -112,7 +112,8 @@ def test_the_spool_bound_is_a_clear_error(tmp_path: Path) -> None:
 def test_sequence_is_strictly_increasing_across_processes(tmp_path: Path) -> None:
     path = tmp_path / "events.seq"
     SequenceCounter(path, floor=5).close()
-    code = ("import sys; from pathlib import Path; from aisci_nb.emitter import SequenceCounter;"
+    code = ("import sys; from pathlib import Path;"
+            "from aisci_nb.events.emitter import SequenceCounter;"
             "c = SequenceCounter(Path(sys.argv[1])); print(*[c.next() for _ in range(400)])")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
                               text=True) for _ in range(3)]

@@ -7,9 +7,9 @@ import json
 import httpx
 from ulid import ULID
 
-from aisci_nb.envelope import make_event
-from aisci_nb.idea import example_idea
-from aisci_nb.submit import submit_hypothesis
+from aisci_nb.contract.envelope import make_event
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.queue.submit import submit_hypothesis
 
 from .conftest import API_KEY, Stack
 

@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aisci_nb.control_plane import create_app
+from aisci_nb.contract.envelope import make_event, new_ulid
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.control_plane.app import create_app
 from aisci_nb.control_plane.readmodel import metric_series, node_states
-from aisci_nb.emitter import sign
-from aisci_nb.envelope import make_event, new_ulid
-from aisci_nb.idea import example_idea
-from aisci_nb.submit import submit_hypothesis
+from aisci_nb.events.emitter import sign
+from aisci_nb.queue.submit import submit_hypothesis
 
 from .conftest import API_KEY, UI_AUTH, Stack
 

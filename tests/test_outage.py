@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from aisci_nb.idea import example_idea
-from aisci_nb.services import free_port, launch_control_plane, stop_pid
-from aisci_nb.submit import submit_hypothesis
-from aisci_nb.tracing import trace_id_of
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.contract.tracing import trace_id_of
+from aisci_nb.ops.services import free_port, launch_control_plane, stop_pid
+from aisci_nb.queue.submit import submit_hypothesis
 
 from .conftest import Stack
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aisci_nb import params
-from aisci_nb.pipeline import EXPERIMENT_STEPS
-from aisci_nb.runner import StepHandle, execute_step
+from aisci_nb.contract import params
+from aisci_nb.runtime.execute import StepHandle, execute_step
+from aisci_nb.worker.pipelines import EXPERIMENT_STEPS
 
 from .conftest import API_KEY, ROOT, S3_SECRET
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aisci_nb.services import pid_alive, stop_pid
+from aisci_nb.ops.services import pid_alive, stop_pid
 from aisci_nb.settings import Settings
 
 from .conftest import Stack

@@ -15,16 +15,16 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from aisci_nb import queue
+from aisci_nb.contract.idea import example_idea
 from aisci_nb.db import utcnow
-from aisci_nb.idea import example_idea
-from aisci_nb.pickup import Pickup, has_change_streams
-from aisci_nb.reaper import sweep
-from aisci_nb.services import find_mongod, free_port, stop_pid
+from aisci_nb.ops.services import find_mongod, free_port, stop_pid
+from aisci_nb.queue import claims as queue
+from aisci_nb.queue.pickup import Pickup, has_change_streams
+from aisci_nb.queue.reaper import sweep
+from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.settings import WorkerMode
-from aisci_nb.store import open_store
-from aisci_nb.submit import submit_hypothesis
-from aisci_nb.worker import Worker
+from aisci_nb.storage.store import open_store
+from aisci_nb.worker.loop import Worker
 
 from .conftest import API_KEY, UI_AUTH, Stack
 from .test_slice import wait_until
@@ -204,13 +204,13 @@ def test_cancel_a_queued_run_through_the_api_and_the_cli(stack: Stack, tmp_path:
     assert httpx.post(f"{base}/api/runs/nope/cancel", headers=UI_AUTH).status_code == 404
 
     env = {**os.environ, **stack.env}
-    cli = subprocess.run([sys.executable, "-m", "aisci_nb.cli", "cancel", second, "--reason",
+    cli = subprocess.run([sys.executable, "-m", "aisci_nb.ops.cli", "cancel", second, "--reason",
                           "dup"], env=env, cwd=tmp_path, capture_output=True, text=True,
                          timeout=60)
     assert cli.returncode == 0, cli.stderr
     assert f"run {second} CANCELED" in cli.stdout
     assert stack.db.runs.find_one({"_id": second})["status"] == "CANCELED"
-    missing = subprocess.run([sys.executable, "-m", "aisci_nb.cli", "cancel", "nope"], env=env,
+    missing = subprocess.run([sys.executable, "-m", "aisci_nb.ops.cli", "cancel", "nope"], env=env,
                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no run nope" in missing.stderr
     assert queue.claim_next(stack.db, "p") is None  # canceled runs are never claimed

@@ -25,9 +25,9 @@ import nbformat
 import pytest
 from pymongo import MongoClient
 
+from aisci_nb.contract.idea import example_idea
 from aisci_nb.db import ensure_indexes
-from aisci_nb.idea import example_idea
-from aisci_nb.services import (
+from aisci_nb.ops.services import (
     find_mongod,
     free_port,
     launch_mongod,
@@ -35,7 +35,7 @@ from aisci_nb.services import (
     pid_alive,
     stop_pid,
 )
-from aisci_nb.submit import submit_hypothesis
+from aisci_nb.queue.submit import submit_hypothesis
 
 from .conftest import UI_AUTH, Stack
 from .test_slice import wait_until

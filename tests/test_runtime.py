@@ -10,14 +10,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aisci_nb import queue
-from aisci_nb.idea import example_idea
-from aisci_nb.pipeline import Step
-from aisci_nb.runner import Limits, StepHandle, execute_step
-from aisci_nb.services import pid_alive
-from aisci_nb.store import S3Store
-from aisci_nb.submit import submit_hypothesis
-from aisci_nb.worker import Worker
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.ops.services import pid_alive
+from aisci_nb.queue import claims
+from aisci_nb.queue.submit import submit_hypothesis
+from aisci_nb.runtime.execute import Limits, StepHandle, execute_step
+from aisci_nb.storage.store import S3Store
+from aisci_nb.worker.loop import Worker
+from aisci_nb.worker.pipelines import Step
 
 from .conftest import Stack
 from .test_slice import wait_until
@@ -262,7 +262,7 @@ def test_lease_loss_is_not_reported_as_a_failure(stack: Stack) -> None:
     run_id = submit(stack)
     worker = make_worker(stack, (faults_step(fault="sleep", seconds=120.0),),
                          cancel_check_s=0.25)
-    claim = queue.claim_next(stack.db, worker.pod_id)
+    claim = claims.claim_next(stack.db, worker.pod_id)
     thread = threading.Thread(target=worker.process, args=(claim,))
     thread.start()
     try:

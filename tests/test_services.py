@@ -8,14 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from aisci_nb.services import free_port, pid_alive
+from aisci_nb.ops.services import free_port, pid_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def aisci(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{ROOT / '.aisci' / 'bin'}:{os.environ['PATH']}"}
-    return subprocess.run([sys.executable, "-m", "aisci_nb.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "aisci_nb.ops.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=180)
 
 

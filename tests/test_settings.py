@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aisci_nb.lifecycle import RunStatus, can_transition
+from aisci_nb.contract.lifecycle import RunStatus, can_transition
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,12 +56,12 @@ def test_settings_come_from_dotenv(tmp_path: Path) -> None:
 def test_malformed_idea_is_refused_with_reason(tmp_path: Path) -> None:
     bad = tmp_path / "idea.json"
     bad.write_text(json.dumps({"Name": "x", "Title": "t"}))
-    proc = run(["-m", "aisci_nb.cli", "submit", "--title", "t", "--idea-json", str(bad)],
+    proc = run(["-m", "aisci_nb.ops.cli", "submit", "--title", "t", "--idea-json", str(bad)],
                tmp_path, MONGODB_URL="mongodb://127.0.0.1:1/x")
     assert proc.returncode == 2
     assert "Short Hypothesis: Field required" in proc.stderr
     bad.write_text("{oops")
-    proc = run(["-m", "aisci_nb.cli", "submit", "--title", "t", "--idea-json", str(bad)],
+    proc = run(["-m", "aisci_nb.ops.cli", "submit", "--title", "t", "--idea-json", str(bad)],
                tmp_path, MONGODB_URL="mongodb://127.0.0.1:1/x")
     assert proc.returncode == 2 and "not JSON (line 1" in proc.stderr
 

@@ -9,9 +9,9 @@ import time
 import httpx
 import nbformat
 
-from aisci_nb.idea import example_idea
-from aisci_nb.submit import submit_hypothesis
-from aisci_nb.telemetry import gpu_name
+from aisci_nb.contract.idea import example_idea
+from aisci_nb.queue.submit import submit_hypothesis
+from aisci_nb.worker.telemetry import gpu_name
 
 from .conftest import API_KEY, S3_SECRET, UI_AUTH, Stack
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pynvml
 
-from aisci_nb.catalog import validate_data
-from aisci_nb.telemetry import DeviceReading, combine, gpu_name, gpu_sample, read_devices
+from aisci_nb.contract.catalog import validate_data
+from aisci_nb.worker.telemetry import DeviceReading, combine, gpu_name, gpu_sample, read_devices
 
 H200 = "NVIDIA H200"
 

@@ -1,5 +1,5 @@
-"""The control plane: ingests CloudEvents, projects them into MongoDB, serves the UI."""
+"""The control plane: ingests CloudEvents, projects them into MongoDB, serves the UI.
 
-from .app import create_app
-
-__all__ = ["create_app"]
+The FastAPI app is built by `control_plane.app.create_app`; this package imports nothing
+itself, because the queue writes through `control_plane.eventlog` without the web stack.
+"""

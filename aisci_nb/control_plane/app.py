@@ -10,10 +10,10 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from .. import accounts
 from ..db import connect, ensure_indexes
 from ..settings import Settings
-from ..store import S3Store, open_store
+from ..storage.store import S3Store, open_store
+from . import accounts
 from .artifacts import router as artifacts_router
 from .auth import SignInRequired, UserDep, login_redirect, metrics_allowed, wants_html
 from .deps import State

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
-from ..store import ArtifactStore, LocalStore, guess_type
+from ..storage.store import ArtifactStore, LocalStore, guess_type
 from .auth import UserDep
 from .deps import StateDep
 from .security import ARTIFACT_CSP

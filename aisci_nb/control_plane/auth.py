@@ -21,8 +21,8 @@ from urllib.parse import quote, urlsplit
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from .. import accounts
-from ..accounts import Role, User
+from . import accounts
+from .accounts import Role, User
 from .deps import State, get_state
 
 SESSION_COOKIE = "aisci_session"

@@ -14,9 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from .. import runtoken
-from ..emitter import sign
-from ..runtoken import RunScope
+from ..contract import runtoken
+from ..contract.runtoken import RunScope
+from ..events.emitter import sign
 from ..settings import Settings
 from .metrics import IngestMetrics
 from .projection import Projector

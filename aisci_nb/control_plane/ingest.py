@@ -17,9 +17,9 @@ from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from starlette.concurrency import run_in_threadpool
 
-from ..envelope import Event, InvalidEvent, parse_binary, parse_event
-from ..eventlog import InsertOutcome, fast, finish_batch, insert_events
+from ..contract.envelope import Event, InvalidEvent, parse_binary, parse_event
 from .deps import IngestPrincipal, State, StateDep, require_ingest_auth
+from .eventlog import InsertOutcome, fast, finish_batch, insert_events
 from .scope import refusals
 
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import accounts
+from . import accounts
 from .auth import SESSION_COOKIE, UserDep, _single_user, new_csrf, same_origin
 from .deps import StateDep
 from .pages import templates

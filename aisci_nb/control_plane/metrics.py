@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from pymongo.database import Database
 
-from ..lifecycle import RunStatus
+from ..contract.lifecycle import RunStatus
 
 
 class QueueDepth:

@@ -16,8 +16,8 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from ..catalog import label
-from ..lifecycle import RunStatus
+from ..contract.catalog import label
+from ..contract.lifecycle import RunStatus
 from .auth import UserDep
 from .deps import State, StateDep
 from .readmodel import metric_series, node_states

@@ -27,10 +27,10 @@ from pymongo import InsertOne, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from ..contract.envelope import Event
+from ..contract.lifecycle import RunStatus, advance_filter
 from ..db import new_id, utcnow
-from ..envelope import Event
-from ..eventlog import fast
-from ..lifecycle import RunStatus, advance_filter
+from .eventlog import fast
 
 # event type -> (target status, the run's timestamp field set with it)
 STATUS_EVENTS: dict[str, tuple[RunStatus, str | None]] = {

@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ..accounts import audit
-from ..cancel import cancel_run
+from ..queue.cancel import cancel_run
+from .accounts import audit
 from .auth import OperatorDep
 from .deps import StateDep
 

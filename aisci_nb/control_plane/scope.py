@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pymongo.database import Database
 
-from ..envelope import Event
-from ..lifecycle import RunStatus
+from ..contract.envelope import Event
+from ..contract.lifecycle import RunStatus
 from .deps import IngestPrincipal
 
 HUMAN_ONLY = frozenset({RunStatus.HUMAN_VALIDATED.value})

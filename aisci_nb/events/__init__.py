@@ -1,0 +1,1 @@
+"""The sending side of events: sequence counter, spool, sinks, emitter."""

@@ -1,0 +1,1 @@
+"""The kernel side: what a step notebook gets from `aisci_nb.init`."""

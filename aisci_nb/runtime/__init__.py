@@ -1,0 +1,1 @@
+"""One notebook under papermill, without MongoDB: engine, execution, failure mapping."""

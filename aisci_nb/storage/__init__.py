@@ -1,0 +1,1 @@
+"""Where artifacts live: the ArtifactStore protocol, a local and an S3 store."""

@@ -1,0 +1,1 @@
+"""The headless worker on a pod: claims runs, executes their steps, reports outcomes."""
