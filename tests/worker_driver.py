@@ -1,6 +1,6 @@
 """A real worker process (`aisci_nb.worker.loop.main`: signals, lease, reaper, pickup) whose
 pipeline is the tiny test notebook `notebooks/tick.ipynb`, once per step named in
-`TEST_STEPS` (comma-separated, default `Stage_1`)."""
+`TEST_STEPS` (comma-separated, default `Stage_1`); `TEST_NOTEBOOK` names another one."""
 
 from __future__ import annotations
 
@@ -15,5 +15,6 @@ NOTEBOOKS = Path(__file__).resolve().with_name("notebooks")
 
 if __name__ == "__main__":
     names = os.environ.get("TEST_STEPS", "Stage_1").split(",")
-    steps = tuple(Step(name, "tick.ipynb", f"test step {name}") for name in names)
+    notebook = os.environ.get("TEST_NOTEBOOK", "tick.ipynb")
+    steps = tuple(Step(name, notebook, f"test step {name}") for name in names)
     sys.exit(main([*sys.argv[1:], "--notebooks-dir", str(NOTEBOOKS)], steps=steps))

@@ -31,7 +31,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from ..contract import runtoken
 from ..contract.failures import Failure, from_exception
 from ..contract.lifecycle import RunStatus
-from ..contract.scrub import SECRET_ENV, Scrubber, install_log_scrubber
+from ..contract.scrub import Scrubber, install_log_scrubber
 from ..contract.tracing import new_trace_id, traceparent
 from ..db import connect, ensure_indexes, utcnow
 from ..events.emitter import Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
@@ -56,8 +56,11 @@ T = TypeVar("T")
 LOST = "LOST"  # what `process` answers for a run whose lease was taken over
 LOST_CODE = "LEASE_LOST"  # a step stopped because of it
 # Never in a kernel's environment: credentials of the worker, the store and the database.
-KERNEL_DROPPED_ENV = (*SECRET_ENV, "MONGODB_URL", "MINIO_ACCESS_KEY", "MINIO_ENDPOINT",
-                      "AWS_ACCESS_KEY_ID", "AISCI_INGEST_AUTH")
+# (LLM keys stay: notebooks call the models, and every output is scrubbed of them.)
+KERNEL_DROPPED_ENV = frozenset({
+    "AISCI_API_KEY", "AISCI_RUN_TOKEN", "INGEST_API_KEYS", "AISCI_INGEST_AUTH", "MONGODB_URL",
+    "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AISCI_UI_TOKEN", "METRICS_TOKEN", "AISCI_NEW_PASSWORD"})
 
 
 def with_db_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -447,6 +450,10 @@ class Worker:
             "status": status, "startedAt": started_at, "completedAt": utcnow(),
             "duration_s": round(result.duration_s, 3) if result else 0.0, "outputs": outputs}
         if error is not None:
+            # What a cell raised is written to MongoDB directly: scrubbed like the events.
+            error = replace(error, message=self.scrubber.text(error.message),
+                            traceback=self.scrubber.text(error.traceback)
+                            if error.traceback else error.traceback)
             record["error"] = {"code": error.code, "message": error.message,
                                "cellIndex": error.cell_index, "cellId": error.cell_id}
         with_db_retry(claims.finish_step, self.db, claim, step.name, record)
@@ -515,8 +522,9 @@ class Worker:
         claim = session.claim
         if session.lease:
             session.lease.stop()
-        detail = {"code": failure.code, "message": failure.message,
-                  "traceback": failure.traceback, "stage": failure.stage, "at": utcnow()}
+        detail = self.scrubber.obj({"code": failure.code, "message": failure.message,
+                                    "traceback": failure.traceback, "stage": failure.stage})
+        detail["at"] = utcnow()
         done = with_db_retry(claims.retry_or_fail, self.db, claim, detail,
                              retryable=failure.retryable, policy=self.policy)
         if done is None:
