@@ -42,4 +42,4 @@ class QuietWorker(Worker):
     """The real worker, its events kept in memory instead of posted to a control plane."""
 
     def _sink(self) -> Sink:
-        return DebugSink(echo=False)
+        return DebugSink()

@@ -28,9 +28,8 @@ from aisci_nb.storage.store import ArtifactStore, LocalStore, store_from_env
 
 PARAMETERS = '''from typing import Any
 
-run_id: str | None = None
+aisci: dict[str, Any] | None = None
 stage: str = "Stage_1"
-idea: dict[str, Any] | None = None
 size: int = 200_000'''
 
 CELLS = [
@@ -38,7 +37,7 @@ CELLS = [
 import aisci_nb
 import numpy as np
 
-ctx = aisci_nb.init(run_id=run_id, stage=stage, idea=idea)''',
+ctx = aisci_nb.init(aisci, stage=stage)''',
     '''# papermill_description=work
 values = np.arange(size, dtype=np.float64)
 total = float((values ** 2).sum())
@@ -48,8 +47,8 @@ print(f"total={total:.3e}")''',
 ctx.close()''',
 ]
 
-GIVEN = {"run_id": "bench-run", "stage": "Stage_1",
-         "idea": {"Title": "bench", "Abstract": "a step of the size of a small real one"}}
+GIVEN = {"aisci": {"run_id": "bench-run", "idea": {
+    "Title": "bench", "Abstract": "a step of the size of a small real one"}}, "stage": "Stage_1"}
 
 
 def write_notebook(path: Path) -> Path:

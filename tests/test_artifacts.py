@@ -13,9 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 import aisci_nb
+from aisci_nb.contract.runinfo import API_KEY_ENV
 from aisci_nb.control_plane.app import create_app
 from aisci_nb.db import new_id
-from aisci_nb.notebook.context import API_KEY_ENV, outputs_manifest
+from aisci_nb.notebook.outputs import outputs_manifest
 from aisci_nb.settings import Settings
 from aisci_nb.storage.store import LocalStore, S3Store, StorageError
 
@@ -29,8 +30,8 @@ MiB = 1024 * 1024
 def ctx(stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(API_KEY_ENV, API_KEY)
-    context = aisci_nb.init(run_id=new_id(), stage="Stage_1",
-                            events_url=stack.control_plane_url, event_source="test://artifacts")
+    context = aisci_nb.init({"run_id": new_id(), "events_url": stack.control_plane_url,
+                             "event_source": "test://artifacts"}, stage="Stage_1")
     yield context
     context.close()
 
@@ -74,7 +75,7 @@ def test_failed_upload_emits_artifact_failed(stack: Stack, ctx, tmp_path: Path) 
 def test_debug_context_keeps_artifacts_local(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    ctx = aisci_nb.init(stage="Stage_1")  # no events_url: JupyterLab, nbval, aisci debug
+    ctx = aisci_nb.init(None, stage="Stage_1")  # no run info: JupyterLab, nbval, aisci debug
     (tmp_path / "fig.png").write_bytes(b"\x89PNG...")
     stored = ctx.register_artifact("fig.png", kind="figure")
     ctx.close()

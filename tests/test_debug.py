@@ -85,9 +85,9 @@ def test_debug_workspace_reproduces_the_failure(stack: Stack, failed_run: dict) 
 
     nb = nbformat.read(notebook, as_version=4)
     injected = next(c for c in nb.cells if "injected-parameters" in c.metadata["tags"])
-    assert "events_url = None" in injected.source and "seq_path = None" in injected.source
+    assert '"events_url": None' in injected.source and '"seq_path": None' in injected.source
     assert str(local_data) in injected.source
-    assert f'run_id = "{run_id}"' in injected.source
+    assert f'"run_id": "{run_id}"' in injected.source
     assert all(c.get("id") for c in nb.cells)
 
     # Re-executing the prepared notebook reproduces the same exception, in the same cell.

@@ -68,11 +68,12 @@ def test_invalid_parameters_start_no_kernel(tmp_path: Path) -> None:
     handle = StepHandle()
     idea = {"Title": f"leaked {API_KEY}"}
     result = execute_step(STAGE_1, tmp_path / "out.ipynb", {}, cwd=tmp_path / "cwd",
-                          offered={"idea": idea, "not_declared": 1}, secrets=[API_KEY],
+                          offered={"aisci": {"idea": idea}, "not_declared": 1},
+                          secrets=[API_KEY],
                           handle=handle)
     assert result.error is not None
     assert result.error.code == "INVALID_PARAMETER"
-    assert "'idea.Title'" in result.error.message and API_KEY not in result.error.message
+    assert "'aisci.idea.Title'" in result.error.message and API_KEY not in result.error.message
     assert handle.session is None and result.kernel_pid is None
     assert not (tmp_path / "out.ipynb").exists()
 
@@ -114,7 +115,7 @@ def test_hostile_strings_arrive_as_data(tmp_path: Path) -> None:
 def test_every_notebook_declares_its_parameters(notebook: Path) -> None:
     nb = nbformat.read(notebook, as_version=4)
     declared = params.declarations(nb)
-    assert {"run_id", "stage", "events_url"} <= set(declared)
+    assert {"aisci", "stage"} <= set(declared)  # the run info, not a list of plumbing
     assert (nb.nbformat, nb.nbformat_minor) >= (4, 5)
     ids = [c.get("id") for c in nb.cells]
     assert all(ids) and len(set(ids)) == len(ids)  # `aisci debug` links to cells by id

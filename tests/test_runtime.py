@@ -30,7 +30,8 @@ def faults_step(**parameters: object) -> Step:
 
 
 PIPELINE_1 = Step("Stage_1", "pipeline/step_1.ipynb", "write data")
-PIPELINE_2 = Step("Stage_2", "pipeline/step_2.ipynb", "check data")
+PIPELINE_2 = Step("Stage_2", "pipeline/step_2.ipynb", "check data",
+                  requires=(("Stage_1", "data"),))
 
 
 def make_worker(stack: Stack, steps: tuple[Step, ...], store=None, **settings) -> Worker:

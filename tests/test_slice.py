@@ -81,7 +81,7 @@ def test_run_travels_end_to_end(stack: Stack) -> None:
     nb = nbformat.reads(body.decode(), as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1
-    assert f'run_id = "{sub.run_id}"' in injected[0].source
+    assert f'aisci = {{"run_id": "{sub.run_id}"' in injected[0].source
 
     # Secrets reach neither the notebook nor the events.
     everything = body.decode() + json.dumps([e["data"] for e in events], default=str)

@@ -3,9 +3,10 @@
 The cell is ordinary Python that runs on its own (JupyterLab, nbval) and is also the
 declaration the runner validates against before a kernel starts:
 
-    run_id: str | None = None            # typed, with a default
+    aisci: dict[str, Any] | None = None  # the run info the worker injects (contract.runinfo)
+    stage: str = "Stage_1"               # typed, with a default
     epochs: int = 60
-    idea: dict[str, Any] = None          # required: None only lets the notebook open alone
+    seed: int = None                     # required: None only lets the notebook open alone
 
 A parameter whose default is `None` while its type does not admit `None` is *required*
 when the runner executes the notebook. Unannotated assignments take the type of their
@@ -27,6 +28,10 @@ from typing import Any
 from nbformat import NotebookNode
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
+from ..errors import AisciError
+from .runinfo import PARAMETER as RUN_INFO
+from .runinfo import RunInfo
+
 PARAMETERS_TAG = "parameters"
 _SECRET_NAME = re.compile(r"(^|_)(api_?key|secret(_key)?|password|passwd|credentials?|token)($|_)")
 _TYPE_NAMES: dict[str, Any] = {
@@ -36,7 +41,7 @@ _TYPE_NAMES: dict[str, Any] = {
 }
 
 
-class ParameterError(ValueError):
+class ParameterError(AisciError, ValueError):
     """A parameter is unknown, missing, ill-typed or a secret; `name` says which."""
 
     code = "INVALID_PARAMETER"
@@ -137,15 +142,38 @@ def _check_data(name: str, value: Any, secrets: list[str]) -> None:
             raise ParameterError(path, "contains a secret value; secrets are never parameters")
 
 
+def _error(exc: ValidationError, prefix: str = "") -> ParameterError:
+    err = exc.errors()[0]
+    where = prefix + ".".join(str(p) for p in err["loc"])
+    problem = "missing (required)" if err["type"] == "missing" else err["msg"]
+    return ParameterError(where, problem)
+
+
+def _check_run_info(value: Any, requires: Iterable[tuple[str, str]]) -> None:
+    """The run info must be a `RunInfo`, and hold every input the step requires."""
+    try:
+        info = RunInfo.of(value)
+    except ValidationError as exc:
+        raise _error(exc, f"{RUN_INFO}.") from None
+    have = info.inputs or {}
+    missing = [f"{s}.{n}" for s, n in requires if n not in have.get(s, {})]
+    if missing:
+        raise ParameterError("inputs", f"missing (required): {', '.join(missing)}; no "
+                                       "earlier step of this run produced it")
+
+
 def validate(
     nb: NotebookNode,
     parameters: Mapping[str, Any],
     *,
     offered: Mapping[str, Any] | None = None,
     secrets: Iterable[str] = (),
+    requires: Iterable[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The values to inject: `parameters` (each must be declared) plus those of `offered`
-    (the run context) that the notebook declares, validated against the declarations."""
+    (the run info and stage) that the notebook declares, validated against the
+    declarations. `requires` names the inputs (step, output) the step cannot run without:
+    they must be in the run info's `inputs`."""
     declared = declarations(nb)
     given = {k: v for k, v in (offered or {}).items() if k in declared and v is not None}
     given.update(parameters)
@@ -159,9 +187,11 @@ def validate(
     try:
         model = model_for(declared).model_validate(given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        problem = "missing (required)" if err["type"] == "missing" else err["msg"]
-        raise ParameterError(where, problem) from None
+        raise _error(exc) from None
     values = model.model_dump()
+    if RUN_INFO in declared:
+        _check_run_info(values.get(RUN_INFO), tuple(requires))
+    elif requires:
+        raise ParameterError(RUN_INFO, "not declared, but the step requires inputs "
+                                       "(declare `aisci: dict[str, Any] | None = None`)")
     return {k: values[k] for k in given}

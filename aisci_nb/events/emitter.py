@@ -132,9 +132,10 @@ class HttpSink:
 
 
 class DebugSink:
-    """For notebooks run outside the worker: events go to the console and a local file."""
+    """For notebooks run outside the worker: events go to a local file (and, with `echo`,
+    to stderr; off by default, because JupyterLab shows stderr as red noise)."""
 
-    def __init__(self, path: Path | None = None, echo: bool = True) -> None:
+    def __init__(self, path: Path | None = None, echo: bool = False) -> None:
         self.path = path
         self.echo = echo
         self.sent: list[dict[str, Any]] = []

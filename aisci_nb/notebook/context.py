@@ -1,43 +1,36 @@
-"""The notebook author's surface: a run context built from the injected parameters.
+"""The notebook author's surface: `RunContext`, what `aisci_nb.init` returns.
 
 The same notebook runs under the worker (events go to the control plane), in JupyterLab or
-under `pytest --nbval` (no `events_url`: events go to a local debug sink and the console).
-Credentials come from the kernel's environment, never from parameters, so they never land
-in an executed notebook. Under a worker that is a run-scoped token (`AISCI_RUN_TOKEN`, good
-for this run and lease epoch only) and an outbox for artifacts (`AISCI_OUTBOX`): the kernel
-holds neither the worker's key nor the S3 secret.
+under `pytest --nbval` (no `events_url`: events go to a local debug file). Credentials come
+from the kernel's environment, never from parameters, so they never land in an executed
+notebook. Under a worker, that is a run-scoped token (`AISCI_RUN_TOKEN`, good for this run and lease
+epoch only) and an outbox for artifacts (`AISCI_OUTBOX`): the kernel holds neither the
+worker's key nor the S3 secret.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
+import logging
+import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..contract.scrub import from_env as scrub_from_env
-from ..events.emitter import DebugSink, Emitter, HttpSink, RunEmitter, SequenceCounter
-from ..events.spool import Spool
+from ..errors import InvalidMetric, MissingInput
+from ..events.emitter import RunEmitter
 from ..storage.outbox import OUTBOX_ENV, Staged, stage
+from .logbridge import RunLogHandler, event_level
+from .outputs import add_output
+from .track import track as _track
 
 if TYPE_CHECKING:
     from ..storage.store import ArtifactStore, StoredObject
 
-API_KEY_ENV = "AISCI_API_KEY"
-RUN_TOKEN_ENV = "AISCI_RUN_TOKEN"
-AUTH_MODE_ENV = "AISCI_INGEST_AUTH"  # "bearer" (default) or "hmac"
-OUTPUTS_DIR = ".aisci-outputs"
-DEBUG_ARTIFACTS_DIR = "aisci-debug-artifacts"
-
-
-def outputs_manifest(cwd: Path, stage: str) -> Path:
-    """Where a step's kernel lists the artifacts it registered as the step's outputs."""
-    return cwd / OUTPUTS_DIR / f"{stage}.json"
+T = TypeVar("T")
 
 
 def _stored(staged: Staged) -> StoredObject:
@@ -52,9 +45,13 @@ class RunContext:
     stage: str
     idea: dict[str, Any]
     events: RunEmitter
+    outputs_path: Path  # the outputs manifest, fixed when the context was built
+    inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     store: ArtifactStore | None = None
     debug: bool = False
+    debug_artifacts: Path | None = None  # where a debug context keeps its artifacts
+    closed: bool = False
 
     def _emit(self, event_type: str, **data: Any) -> None:
         self.events.emit(event_type, **data)
@@ -64,18 +61,48 @@ class RunContext:
         self._emit("ai.run.stage_progress", stage=self.stage, progress=progress, **counters)
 
     def metric(self, name: str, value: float) -> None:
-        self.metrics[name] = float(value)
-        self._emit("ai.run.stage_metric", stage=self.stage, name=name, value=float(value))
+        """Report a metric; NaN, ±inf and non-numbers are refused here, where the cell that
+        produced them is still on screen, rather than lost at the ingest."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise InvalidMetric(f"metric {name!r}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise InvalidMetric(f"metric {name!r} is {number}: only finite numbers can be "
+                                "reported (a diverged run? report it with ctx.log instead)")
+        self.metrics[name] = number
+        self._emit("ai.run.stage_metric", stage=self.stage, name=name, value=number)
 
-    def log(self, message: str, level: str = "info", **kv: Any) -> None:
-        self._emit("ai.run.log", level=level, message=message, kv=kv or None, source="kernel")
+    def log(self, message: str, level: str | int = "info", **kv: Any) -> None:
+        """Send a log line; `level` is debug, info, warn/warning, error (or a logging level)."""
+        self._emit("ai.run.log", level=event_level(level), message=message, kv=kv or None,
+                   source="kernel")
+
+    def log_handler(self, level: int = logging.INFO) -> RunLogHandler:
+        """A `logging.Handler` forwarding records to this run's log:
+        `logging.getLogger().addHandler(ctx.log_handler())`."""
+        return RunLogHandler(self.log, level)
+
+    def input(self, step: str, name: str) -> Path:
+        """The local path of output `name` of the earlier step `step`; MissingInput says
+        what is missing and what this run has."""
+        path = (self.inputs.get(step) or {}).get(name)
+        if path is None:
+            raise MissingInput(step, name, self.inputs)
+        return Path(path)
+
+    def track(self, items: Iterable[T], total: int | None = None, desc: str | None = None,
+              **tqdm_kw: Any) -> Iterator[T]:
+        """Iterate `items` under a tqdm bar that also reports the stage's progress."""
+        return _track(items, self.progress, total=total, desc=desc or self.stage, **tqdm_kw)
 
     def _store(self) -> ArtifactStore:
         if self.store is None:
             from ..storage.store import LocalStore, store_from_env
 
             # Debugging writes nothing to production: artifacts stay in a local directory.
-            self.store = LocalStore(Path(DEBUG_ARTIFACTS_DIR)) if self.debug else store_from_env()
+            self.store = (LocalStore(self.debug_artifacts or Path("aisci-debug-artifacts"))
+                          if self.debug else store_from_env())
         return self.store
 
     def register_artifact(
@@ -95,7 +122,7 @@ class RunContext:
             # The worker uploads it after the cell (it holds the store's credentials) and
             # announces it; the outputs manifest already names it for later steps.
             staged = stage(Path(outbox), key, path, content_type, kind)
-            self._list_output(name or path.stem, staged.key)
+            add_output(self.outputs_path, name or path.stem, staged.key)
             return _stored(staged)
         try:
             stored = self._store().put_file(key, path, content_type)
@@ -106,15 +133,8 @@ class RunContext:
             raise StorageError(message) from exc
         self._emit("ai.artifact.registered", key=stored.key, bytes=stored.size,
                    sha256=stored.sha256, content_type=stored.content_type, kind=kind)
-        self._list_output(name or path.stem, stored.key)
+        add_output(self.outputs_path, name or path.stem, stored.key)
         return stored
-
-    def _list_output(self, name: str, key: str) -> None:
-        manifest = outputs_manifest(Path.cwd(), self.stage)
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        listed = json.loads(manifest.read_text()) if manifest.exists() else {}
-        listed[name] = key
-        manifest.write_text(json.dumps(listed, indent=1))
 
     @contextlib.contextmanager
     def stage_scope(self, desc: str | None = None) -> Iterator[RunContext]:
@@ -135,35 +155,5 @@ class RunContext:
 
     def close(self, timeout_s: float = 10) -> None:
         """Give the sender a moment; what it cannot deliver, the worker sends from the spool."""
+        self.closed = True
         self.events.emitter.close(timeout_s=timeout_s)
-
-
-def init(
-    run_id: str | None = None,
-    stage: str = "Stage_1",
-    idea: dict[str, Any] | None = None,
-    events_url: str | None = None,
-    event_source: str | None = None,
-    seq_path: str | None = None,
-    spool_dir: str | None = None,
-    traceparent: str | None = None,
-    lease_epoch: int | None = None,
-) -> RunContext:
-    """Build the run context from a notebook's parameters."""
-    run_id = run_id or "debug-run"
-    source = event_source or f"notebook://{os.uname().nodename}"
-    if events_url and os.environ.get(RUN_TOKEN_ENV):
-        sink: HttpSink | DebugSink = HttpSink(events_url, api_key=os.environ[RUN_TOKEN_ENV])
-    elif events_url:
-        sink = HttpSink(events_url, api_key=os.environ.get(API_KEY_ENV),
-                        hmac=os.environ.get(AUTH_MODE_ENV) == "hmac")
-    else:
-        sink = DebugSink(Path("aisci-debug-events.ndjson"))
-    spool = Spool(Path(spool_dir)) if spool_dir and events_url else None
-    emitter = Emitter(sink, source=source, spool=spool, scrubber=scrub_from_env())
-    atexit.register(emitter.close, 5)
-    sequence = SequenceCounter(Path(seq_path)) if seq_path else None
-    events = RunEmitter(emitter, run_id, sequence=sequence, traceparent=traceparent,
-                        epoch=lease_epoch)
-    return RunContext(run_id=run_id, stage=stage, idea=dict(idea or {}), events=events,
-                      debug=not events_url)

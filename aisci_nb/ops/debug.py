@@ -1,8 +1,8 @@
 """`aisci debug RUN_ID`: back to the failing cell, with the step's inputs in place.
 
 Prepares a local workspace (`.aisci/debug/<run_id>/`): the step's executed notebook, the
-outputs of the steps before it (downloaded as the worker would), and the injected
-parameters rewritten to those local paths and to the debug event sink, so re-running the
+outputs of the steps before it (downloaded as the worker would), and the injected run info
+(`aisci`) rewritten to those local paths and to the debug event sink, so re-running the
 notebook reproduces the step without touching production (no events sent, artifacts kept
 in a local directory). Then starts JupyterLab headless on loopback with a token and gives
 one URL that opens the notebook at the failing cell (`#cell-id=`).
@@ -26,14 +26,16 @@ from nbformat import NotebookNode
 from pymongo.database import Database
 
 from ..contract import params
+from ..contract.runinfo import PARAMETER as RUN_INFO
 from ..runtime.execute import ensure_cell_ids
 from ..storage.store import ArtifactStore
 from ..worker.stepio import fetch_inputs
 from .services import free_port
 
 INJECTED_TAG = "injected-parameters"
-# Cleared so that the notebook reports to the debug sink, never to production.
-PRODUCTION_ONLY = ("events_url", "event_source", "seq_path", "spool_dir", "traceparent")
+# Run-info fields cleared so that the notebook reports to the debug sink, never to production.
+PRODUCTION_ONLY = ("events_url", "event_source", "seq_path", "spool_dir", "spool_max_bytes",
+                   "traceparent")
 
 
 class DebugError(RuntimeError):
@@ -93,11 +95,12 @@ def rewrite_parameters(nb: NotebookNode, inputs: dict[str, dict[str, str]]) -> d
 
     declared = params.declarations(nb)
     values = dict(nb.metadata.get("papermill", {}).get("parameters") or {})
-    for name in PRODUCTION_ONLY:
-        if name in declared:
-            values[name] = None
-    if "inputs" in declared and (inputs or "inputs" in values):
-        values["inputs"] = inputs
+    if RUN_INFO in declared:
+        info = dict(values.get(RUN_INFO) or {})
+        info.update(dict.fromkeys(PRODUCTION_ONLY))
+        if inputs or info.get("inputs"):
+            info["inputs"] = inputs
+        values[RUN_INFO] = info
     try:
         params.validate(nb, {k: v for k, v in values.items() if v is not None})
     except params.ParameterError as exc:

@@ -7,7 +7,7 @@ one is there. The research pipeline replaces it with LLM-written code in a later
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..contract.idea import ExperimentConfig
@@ -39,8 +39,14 @@ def two_moons(n: int, noise: float, generator):
 def train(
     config: ExperimentConfig,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    *,
+    epochs: Iterable[int] | None = None,
 ) -> TrainResult:
-    """Train with full-batch SGD; `on_epoch(epoch, loss, val_acc)` after each epoch."""
+    """Train with full-batch SGD; `on_epoch(epoch, loss, val_acc)` after each epoch.
+
+    `epochs` are the epoch numbers to run (default `1..config.epochs`): a notebook passes
+    `ctx.track(range(1, config.epochs + 1))` to drive a progress bar and progress events.
+    """
     import torch
     from torch import nn
 
@@ -58,7 +64,7 @@ def train(
     opt = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     result = TrainResult(device=device)
-    for epoch in range(1, config.epochs + 1):
+    for epoch in epochs if epochs is not None else range(1, config.epochs + 1):
         model.train()
         opt.zero_grad()
         loss = loss_fn(model(x[tr]), y[tr])

@@ -369,6 +369,7 @@ def execute_step(
     cwd: Path,
     offered: Mapping[str, Any] | None = None,
     secrets: Iterable[str] = (),
+    requires: Iterable[tuple[str, str]] = (),
     limits: Limits | None = None,
     handle: StepHandle | None = None,
     on_event: EventCallback | None = None,
@@ -378,7 +379,8 @@ def execute_step(
     scrubber: Scrubber | None = None,
 ) -> StepResult:
     """Run `notebook` with `parameters` (and the declared ones of `offered`) injected,
-    writing the executed copy to `output`.
+    writing the executed copy to `output`; refused before a kernel starts when the
+    parameters do not validate or an input in `requires` (step, output) is missing.
 
     `on_event(type, data)` receives `ai.run.cell_*` and `ai.run.stage_progress` data
     without `run_id`/`stage` (the caller adds them); `publish(bytes)` receives a snapshot of
@@ -395,7 +397,8 @@ def execute_step(
 
     nb = ensure_cell_ids(nbformat.read(notebook, as_version=4))
     try:
-        values = params.validate(nb, parameters, offered=offered, secrets=secrets)
+        values = params.validate(nb, parameters, offered=offered, secrets=secrets,
+                                 requires=requires)
     except params.ParameterError as exc:
         return done(StepError(params.ParameterError.code, str(exc)))
     if handle.cancelled:

@@ -31,12 +31,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from ..contract import runtoken
 from ..contract.failures import Failure, from_exception
 from ..contract.lifecycle import RunStatus
+from ..contract.runinfo import PARAMETER as RUN_INFO
+from ..contract.runinfo import RUN_TOKEN_ENV, RunInfo
 from ..contract.scrub import Scrubber, install_log_scrubber
 from ..contract.tracing import new_trace_id, traceparent
 from ..db import connect, ensure_indexes, utcnow
 from ..events.emitter import Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
 from ..events.spool import Spool
-from ..notebook.context import RUN_TOKEN_ENV
 from ..queue import claims
 from ..queue.lease import LeaseKeeper
 from ..queue.pickup import Pickup
@@ -478,16 +479,10 @@ class Worker:
             return execute_step(
                 step.notebook_path(self.notebooks_dir), output, step.parameters,
                 cwd=run_dir / "cwd",
-                offered={
-                    "run_id": claim.run_id, "stage": step.name, "idea": idea,
-                    "inputs": inputs or None,  # none yet: a step that needs them is refused
-                    "events_url": self.settings.control_plane_url,
-                    "event_source": self.source, "seq_path": str(run_dir / "events.seq"),
-                    "spool_dir": str(run_dir / "kernel-spool"),
-                    "traceparent": events.traceparent,
-                    "lease_epoch": claim.epoch,
-                },
+                offered={RUN_INFO: self.run_info(claim, idea, inputs, events).model_dump(),
+                         "stage": step.name},
                 secrets=[*self.secret_values(), *([token] if token else [])],
+                requires=step.requires,
                 limits=self._limits(step), handle=handle,
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
                                                                **data),
@@ -510,6 +505,17 @@ class Worker:
         if emitter.adopt_orphans():
             emitter.flush(timeout_s=self.settings.emit_flush_timeout_s)
         emitter.close(timeout_s=1)
+
+    def run_info(self, claim: claims.Claim, idea: dict, inputs: dict[str, dict[str, str]],
+                 events: RunEmitter) -> RunInfo:
+        """The one parameter a step notebook gets: all it needs to report and to work."""
+        run_dir = self._run_dir(claim)
+        return RunInfo(
+            run_id=claim.run_id, idea=idea, inputs=inputs or None,
+            events_url=self.settings.control_plane_url, event_source=self.source,
+            seq_path=str(run_dir / "events.seq"), spool_dir=str(run_dir / "kernel-spool"),
+            spool_max_bytes=self.settings.spool_max_bytes, traceparent=events.traceparent,
+            lease_epoch=claim.epoch)
 
     def _limits(self, step: Step) -> Limits:
         s = self.settings

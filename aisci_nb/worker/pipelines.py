@@ -17,6 +17,8 @@ class Step:
     desc: str
     # Values for the notebook's declared parameters beyond the run context the worker offers.
     parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    # Inputs (step, output name) it cannot run without: checked before its kernel starts.
+    requires: tuple[tuple[str, str], ...] = ()
     timeout_s: float | None = None  # overrides STEP_TIMEOUT_S
     cell_timeout_s: float | None = None  # overrides CELL_TIMEOUT_S
 

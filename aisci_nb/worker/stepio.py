@@ -1,9 +1,9 @@
 """What steps hand to each other: a step's outputs in, the earlier steps' outputs out.
 
 A step's outputs are recorded on the run (`steps.<name>.outputs`: name → artifact key);
-the kernel lists what it registers in a small manifest (`kernel.outputs_manifest`) that
+the kernel lists what it registers in a small manifest (`notebook.outputs`) that
 the worker reads after the step. Before a step, the outputs of the steps that completed
-before it are downloaded and offered as the `inputs` parameter (step → name → local path).
+before it are downloaded and offered in the run info's `inputs` (step → name → local path).
 The worker and `aisci debug` both use `fetch_inputs`, so a debugged step sees what it saw.
 """
 
@@ -14,7 +14,7 @@ import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..notebook.context import outputs_manifest
+from ..notebook.outputs import outputs_manifest
 from ..storage.store import ArtifactStore, StorageError
 
 log = logging.getLogger(__name__)
