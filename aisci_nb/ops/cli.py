@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -193,16 +194,27 @@ def cmd_debug(args: argparse.Namespace) -> int:
             print(f"input     {step}.{name} -> {path}")
     if args.no_lab:
         return 0
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM/SIGHUP end `aisci debug` like Ctrl-C: with its lab
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
     try:
         lab = start_lab(ws, port=args.port)
     except DebugError as exc:
         return _fail(str(exc))
-    print(f"JupyterLab ready in {time.monotonic() - started:.1f}s (pid {lab.pid}; Ctrl-C or "
-          f"kill {lab.pid} stops it)")
+    except KeyboardInterrupt:
+        return 130  # start_lab stopped the half-started lab
+    print(f"JupyterLab ready in {time.monotonic() - started:.1f}s (pid {lab.pid}; Ctrl-C, "
+          f"or stopping this command, stops it)")
     print(lab.url, flush=True)
     try:
         lab.process.wait()
     except KeyboardInterrupt:
+        pass
+    finally:
+        # Its token stays valid while it runs: the lab never outlives this command.
         stop_pid(lab.pid)
     return 0
 

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure
+from pymongo.uri_parser import parse_uri
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from ..contract import runtoken
@@ -179,8 +180,13 @@ class Worker:
         """The credentials this worker holds; refused in parameters, kept out of notebooks."""
         s = self.settings
         found = [s.aisci_api_key, s.minio_secret_key, s.openai_api_key, s.anthropic_api_key,
-                 *s.ingest_api_keys]
-        return [v.get_secret_value() for v in found if v and v.get_secret_value()]
+                 s.aisci_ui_token, s.metrics_token, *s.ingest_api_keys]
+        values = [v.get_secret_value() for v in found if v and v.get_secret_value()]
+        with contextlib.suppress(Exception):  # the database password, if the URL has one
+            password = parse_uri(s.mongodb_url).get("password")
+            if password:
+                values.append(password)
+        return values
 
     def run_token(self, claim: claims.Claim) -> str | None:
         """The kernel's credential: good for this run and lease epoch only, until it expires."""
