@@ -147,7 +147,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nrun {done.run_id}: {run['status']}")
     if run.get("status") == "FAILED":
         print(f"  {run.get('errorType')}: {run.get('errorMessage')}")
-    print(f"  {settings.control_plane_url}/runs/{done.run_id}")
+    print(f"  {settings.control_plane_url}/runs/{done.run_id}  (sign in with AISCI_UI_TOKEN "
+          "from .env)")
     metrics = (run.get("metrics") or {}).get("Stage_1") or {}
     for name, value in metrics.items():
         print(f"  metric {name} = {value:.4f}")
