@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint system-deps services-up services-down bench docs clean
+.PHONY: install demo test unit lint system-deps services-up services-down bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,14 +18,22 @@ install: $(STAMP)
 demo: install
 	$(BIN)/aisci demo
 
+# ruff, then the import rules between the subpackages ([tool.importlinter] in pyproject.toml).
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+# The fast tier: no mongod, S3 or control plane; seconds.
+unit: install
+	$(BIN)/pytest -q tests/unit
 
 system-deps:
 	bash scripts/system-deps.sh
 
+# Everything: the unit tier first (fast feedback), then the service-backed suites.
 test: install lint system-deps
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/integration tests/e2e
 	$(BIN)/pytest -q --nbval-lax notebooks/
 
 bench: install

@@ -1,12 +1,22 @@
-"""Every error the package raises, under one root, so callers can catch `AisciError`.
+"""Every error the package raises on purpose, under one root: catch `AisciError`.
 
     AisciError
-    ├── ParameterError      a notebook parameter is unknown, missing, ill-typed or a secret
-    ├── MissingInput        `ctx.input(step, name)` names an output no earlier step produced
-    └── InvalidMetric       `ctx.metric` got a value the event contract cannot carry
+    ├── ParameterError    a notebook parameter is unknown, missing, ill-typed or a secret
+    ├── MissingInput      `ctx.input(step, name)` names an output no earlier step produced
+    ├── InvalidMetric     `ctx.metric` got a value the event contract cannot carry
+    ├── InvalidIdea       an idea JSON does not match the schema
+    ├── InvalidEvent      an event cannot be accepted (the message goes back to the sender)
+    ├── UnknownEventType  an event type outside the catalogue
+    ├── SpoolFull         the bound on unacknowledged events was hit
+    ├── StorageError      an upload or download failed for good (code STORAGE_ERROR)
+    ├── StepStopped       a stop was requested between cells (control flow of the runtime)
+    ├── IdeationError     an ideation request cannot be served
+    ├── ServiceError      a local service could not be started or found
+    └── DebugError        `aisci debug` cannot prepare the workspace
 
-Each also derives from the builtin its callers used to catch (ValueError, LookupError...),
-so moving them here changed no `except` clause.
+Each also derives from the builtin its callers caught before there was a root (ValueError,
+RuntimeError, LookupError), so no `except` clause changed meaning. The class names are part
+of the failure taxonomy (`contract.failures` maps `StorageError` raised in a kernel by name).
 """
 
 from __future__ import annotations
@@ -14,6 +24,16 @@ from __future__ import annotations
 
 class AisciError(Exception):
     """The root of every error aisci raises on purpose."""
+
+
+class ParameterError(AisciError, ValueError):
+    """A parameter is unknown, missing, ill-typed or a secret; `name` says which."""
+
+    code = "INVALID_PARAMETER"  # contract.failures.FailureCode.INVALID_PARAMETER
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter {name!r}: {problem}")
+        self.name = name
 
 
 class MissingInput(AisciError, LookupError):
@@ -32,3 +52,39 @@ class MissingInput(AisciError, LookupError):
 
 class InvalidMetric(AisciError, ValueError):
     """A metric that JSON cannot carry (NaN, ±inf) or that is not a number at all."""
+
+
+class InvalidIdea(AisciError, ValueError):
+    """An idea JSON does not match the schema; the message names the field."""
+
+
+class InvalidEvent(AisciError, ValueError):
+    """The event cannot be accepted; the message is the reason given back to the sender."""
+
+
+class UnknownEventType(AisciError, ValueError):
+    """An event type that the catalogue does not define."""
+
+
+class SpoolFull(AisciError, RuntimeError):
+    """The bound on unacknowledged events was hit; the message says what to look at."""
+
+
+class StorageError(AisciError, RuntimeError):
+    """An upload or download failed for good (after retries); the code is STORAGE_ERROR."""
+
+
+class StepStopped(AisciError):
+    """Raised from the cell hook when a stop was requested between cells."""
+
+
+class IdeationError(AisciError, ValueError):
+    """The request cannot be served; the message says why."""
+
+
+class ServiceError(AisciError, RuntimeError):
+    """A service could not be started or found; the message is one line for the user."""
+
+
+class DebugError(AisciError, RuntimeError):
+    """`aisci debug` cannot prepare the workspace; the message says what is missing."""

@@ -18,7 +18,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from pymongo.uri_parser import parse_uri
 
 DEFAULT_DB_NAME = "ai_scientist"
 
@@ -35,9 +34,16 @@ def default_pod_id() -> str:
     return os.environ.get("RUNPOD_POD_ID") or f"{socket.gethostname()}-{secrets.token_hex(3)}"
 
 
+def _parse_uri(url: str) -> dict:
+    # Imported here: a kernel reads the store's settings and must not load pymongo for it.
+    from pymongo.uri_parser import parse_uri
+
+    return parse_uri(url)
+
+
 def _check_mongodb_url(url: str) -> str:
     try:
-        parse_uri(url)
+        _parse_uri(url)
     except Exception as exc:  # pymongo raises InvalidURI / ConfigurationError / ValueError
         raise ValueError(f"not a MongoDB connection string ({exc})") from None
     return url
@@ -163,7 +169,7 @@ class Settings(BaseSettings):
 
     @property
     def db_name(self) -> str:
-        return parse_uri(self.mongodb_url).get("database") or DEFAULT_DB_NAME
+        return _parse_uri(self.mongodb_url).get("database") or DEFAULT_DB_NAME
 
 
 def describe_error(exc: ValidationError) -> str:

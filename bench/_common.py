@@ -14,7 +14,7 @@ from pathlib import Path
 from pymongo import MongoClient
 
 from aisci_nb.db import ensure_indexes
-from aisci_nb.events.emitter import DebugSink, Sink
+from aisci_nb.events.emitter import DebugSink
 from aisci_nb.ops.services import find_mongod, free_port, launch_mongod, mongodb_url, stop_pid
 from aisci_nb.worker.loop import Worker
 
@@ -38,8 +38,6 @@ def private_mongod(db_name: str) -> Iterator[tuple[str, Path]]:
             stop_pid(launched.pid)
 
 
-class QuietWorker(Worker):
+def quiet_worker(*args, **kwargs) -> Worker:
     """The real worker, its events kept in memory instead of posted to a control plane."""
-
-    def _sink(self) -> Sink:
-        return DebugSink()
+    return Worker(*args, sink=DebugSink(), **kwargs)

@@ -24,7 +24,7 @@ from pathlib import Path
 from pymongo import MongoClient, ReturnDocument
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import QuietWorker, private_mongod
+from _common import private_mongod, quiet_worker
 
 from aisci_nb.contract.idea import example_idea
 from aisci_nb.queue import claims
@@ -66,7 +66,7 @@ def worker_loop(url: str, pod: str, start: mp.Event, out: mp.Queue, root: str) -
     settings = Settings(_env_file=None, mongodb_url=url, runpod_pod_id=pod,
                         work_dir=Path(root) / "work", reap_interval_s=3600)
     db = MongoClient(url, tz_aware=True).get_default_database()
-    worker = QuietWorker(settings, db, LocalStore(Path(root) / "artifacts"), steps=())
+    worker = quiet_worker(settings, db, LocalStore(Path(root) / "artifacts"), steps=())
     claimed = []
     start.wait()
     while claim := worker.claim():

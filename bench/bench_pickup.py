@@ -23,7 +23,7 @@ from pymongo import MongoClient
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import QuietWorker, private_mongod
+from _common import private_mongod, quiet_worker
 
 from aisci_nb.queue.claims import new_run_document
 
@@ -37,7 +37,7 @@ def serve() -> None:
     from aisci_nb.storage.store import open_store
 
     settings = load_settings()
-    worker = QuietWorker(settings, connect(settings), open_store(settings), steps=())
+    worker = quiet_worker(settings, connect(settings), open_store(settings), steps=())
     signal.signal(signal.SIGTERM, lambda *_: worker.request_stop())
     worker.run_forever()
 

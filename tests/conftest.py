@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,3 +90,13 @@ def stack(services: dict, tmp_path: Path) -> Iterator[Stack]:
     env = {**services["env"], "WORK_DIR": str(tmp_path / "work")}
     yield Stack(env=env, db=db, tmp=tmp_path)
     client.close()
+
+
+def wait_until(predicate, timeout_s: float = 20, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

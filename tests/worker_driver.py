@@ -1,4 +1,4 @@
-"""A real worker process (`aisci_nb.worker.loop.main`: signals, lease, reaper, pickup) whose
+"""A real worker process (`aisci_nb.worker.main.main`: signals, lease, reaper, pickup) whose
 pipeline is the tiny test notebook `notebooks/tick.ipynb`, once per step named in
 `TEST_STEPS` (comma-separated, default `Stage_1`); `TEST_NOTEBOOK` names another one."""
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from aisci_nb.worker.loop import main
+from aisci_nb.worker.main import main
 from aisci_nb.worker.pipelines import Step
 
 NOTEBOOKS = Path(__file__).resolve().with_name("notebooks")

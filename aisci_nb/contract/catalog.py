@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..errors import UnknownEventType
+
 StageName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")]
 
@@ -229,10 +231,6 @@ CATALOG: dict[str, EventType] = {
         EventType("ai.run.log", RunLog, "Log"),
     ]
 }
-
-
-class UnknownEventType(ValueError):
-    pass
 
 
 def _validated(event_type: str, data: object) -> BaseModel:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from ..errors import InvalidEvent
 from .catalog import CATALOG, check_data, validate_data
 
 MAX_DEPTH = 32
@@ -37,10 +38,6 @@ def new_ulid(now_ns: int | None = None) -> str:
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     # 130 bits (two leading zeros) = 13 groups of ten bits = 26 digits.
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in range(120, -10, -10)])
-
-
-class InvalidEvent(ValueError):
-    """The event cannot be accepted; the message is the reason given back to the sender."""
 
 
 @dataclass(frozen=True)

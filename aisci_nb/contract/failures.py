@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import traceback as tb
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class FailureCode(StrEnum):
+    """The codes aisci itself assigns; any other code is the name of the exception raised."""
+
+    TIMEOUT = "TIMEOUT"  # a cell or the step took too long, or the kernel did not start
+    OOM = "OOMError"  # CUDA out of memory or MemoryError
+    STORAGE_ERROR = "STORAGE_ERROR"  # an artifact upload or download failed for good
+    KERNEL_DIED = "KERNEL_DIED"
+    OUTPUT_ERROR = "OUTPUT_ERROR"  # the executed notebook could not be written
+    INVALID_PARAMETER = "INVALID_PARAMETER"  # refused before a kernel started
+    LEASE_LOST = "LEASE_LOST"  # another worker took the run over
+    CANCELED = "CANCELED"
+    RELEASED = "RELEASED"  # the worker shut down; another one resumes the run
+
 
 OOM_NAMES = frozenset({"MemoryError", "OutOfMemoryError", "OOMError"})
 TIMEOUT_NAMES = frozenset({"TimeoutError", "CellTimeoutError", "TIMEOUT"})
 STORAGE_NAMES = frozenset({"StorageError"})  # the store's, also when raised in a kernel
-RETRYABLE_CODES = frozenset({"TIMEOUT"})
+RETRYABLE_CODES = frozenset({FailureCode.TIMEOUT})
 MAX_TRACEBACK = 64 * 1024  # an event must stay small; the notebook keeps the whole story
 
 
@@ -41,11 +57,11 @@ def code_for(exception_name: str) -> str:
     """CUDA OOM and MemoryError → OOMError; timeouts → TIMEOUT; storage → STORAGE_ERROR;
     else the exception's name."""
     if exception_name in OOM_NAMES:
-        return "OOMError"
+        return FailureCode.OOM
     if exception_name in TIMEOUT_NAMES:
-        return "TIMEOUT"
+        return FailureCode.TIMEOUT
     if exception_name in STORAGE_NAMES:
-        return "STORAGE_ERROR"
+        return FailureCode.STORAGE_ERROR
     return exception_name
 
 

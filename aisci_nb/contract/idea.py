@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..errors import InvalidIdea
+
 
 class ExperimentConfig(BaseModel):
     """Knobs of the Stage_1 baseline experiment; bad values are refused at submission."""
@@ -30,10 +32,6 @@ class Idea(BaseModel):
     abstract: str = Field(alias="Abstract", min_length=1)
     experiments: str | list[str] | None = Field(None, alias="Experiments")
     experiment: ExperimentConfig = Field(default_factory=ExperimentConfig)
-
-
-class InvalidIdea(ValueError):
-    pass
 
 
 def load_idea(path: Path) -> dict:

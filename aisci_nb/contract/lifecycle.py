@@ -113,3 +113,32 @@ def ideation_transition_filter(
     """Like `transition_filter`, for `ideation_requests`."""
     sources = [s.value for s, nxt in IDEATION_ALLOWED.items() if target in nxt]
     return {"_id": request_id, "status": {"$in": sources}, **extra}
+
+
+class StepStatus(StrEnum):
+    """A step record's status on the run (`steps.<name>.status`)."""
+
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    RELEASED = "RELEASED"  # the worker shut down mid-step; another one runs it again
+
+
+class Outcome(StrEnum):
+    """What a worker's `process` answers for one claimed document: where it left it."""
+
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    QUEUED = "QUEUED"  # released at shutdown or re-queued for a retry
+    LOST = "LOST"  # the lease was taken over: this worker wrote nothing more
+
+
+class CancelResult(StrEnum):
+    """What asking to cancel a run did."""
+
+    CANCELED = "CANCELED"  # it was not running: canceled at once
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"  # its worker will stop it
+    FINAL = "FINAL"  # it had already finished
+    NOT_FOUND = "NOT_FOUND"

@@ -28,7 +28,7 @@ from typing import Any
 from nbformat import NotebookNode
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from ..errors import AisciError
+from ..errors import ParameterError
 from .runinfo import PARAMETER as RUN_INFO
 from .runinfo import RunInfo
 
@@ -39,16 +39,6 @@ _TYPE_NAMES: dict[str, Any] = {
     **{t.__name__: t for t in (str, int, float, bool, dict, list, tuple, type(None))},
     "None": None,
 }
-
-
-class ParameterError(AisciError, ValueError):
-    """A parameter is unknown, missing, ill-typed or a secret; `name` says which."""
-
-    code = "INVALID_PARAMETER"
-
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(f"parameter {name!r}: {problem}")
-        self.name = name
 
 
 @dataclass(frozen=True)

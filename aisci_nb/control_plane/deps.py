@@ -16,7 +16,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..contract import runtoken
 from ..contract.runtoken import RunScope
-from ..events.emitter import sign
+from ..contract.signing import sign
 from ..settings import Settings
 from .metrics import IngestMetrics
 from .projection import Projector

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import logging
 import mmap
@@ -39,6 +37,7 @@ from tenacity import (
 
 from ..contract.envelope import Event, make_event
 from ..contract.scrub import Scrubber
+from ..contract.signing import sign
 from .spool import Spool, SpoolFile
 
 log = logging.getLogger(__name__)
@@ -88,16 +87,6 @@ class SequenceCounter:
 
 class Sink(Protocol):
     def send(self, lines: list[bytes]) -> None: ...
-
-
-def sign(secret: str, timestamp: str, body: bytes, method: str = "POST",
-         path: str = "/api/ingest/events") -> str:
-    """HMAC-SHA256 over method, path, timestamp and the body's SHA-256, hex: what the ingest
-    checks in HMAC mode. Binding method and path means a signature for one endpoint cannot
-    be replayed against another."""
-    digest = hashlib.sha256(body).hexdigest()
-    msg = f"aisci-hmac-v2\n{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
-    return "v2=" + hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
 class HttpSink:

@@ -19,11 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SpoolFull
+
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
-
-
-class SpoolFull(RuntimeError):
-    """The bound on unacknowledged events was hit; the message says what to look at."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..contract.lifecycle import CancelResult, RunStatus
 from ..settings import load_settings
 from .services import DEFAULT_PORTS, LocalServices, ServiceError
 
@@ -78,11 +79,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     settings = load_settings()
     outcome = cancel_run(connect(settings), args.run_id, by=os.environ.get("USER", "cli"),
                          reason=args.reason, source=f"cli://{socket.gethostname()}")
-    if outcome.outcome == "NOT_FOUND":
+    if outcome.outcome == CancelResult.NOT_FOUND:
         return _fail(f"no run {args.run_id}")
-    if outcome.outcome == "FINAL":
+    if outcome.outcome == CancelResult.FINAL:
         return _fail(f"run {args.run_id} is already {outcome.status}")
-    if outcome.outcome == "CANCELED":
+    if outcome.outcome == CancelResult.CANCELED:
         print(f"run {args.run_id} CANCELED")
     else:
         print(f"run {args.run_id} is {outcome.status}: cancel requested, its worker stops it "
@@ -134,7 +135,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "aisci_nb.worker.loop", "--mode", "experiment",
+            [sys.executable, "-m", "aisci_nb.worker.main", "--mode", "experiment",
              "--max-runs", "1"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, cwd=root)
     try:
@@ -145,7 +146,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise
     artifacts = _await_artifacts(db, done.run_id)
     print(f"\nrun {done.run_id}: {run['status']}")
-    if run.get("status") == "FAILED":
+    if run.get("status") == RunStatus.FAILED:
         print(f"  {run.get('errorType')}: {run.get('errorMessage')}")
     print(f"  {settings.control_plane_url}/runs/{done.run_id}  (sign in with AISCI_UI_TOKEN "
           "from .env)")
@@ -156,7 +157,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  artifact {key}")
     print(f"demo wall time {time.monotonic() - started:.1f}s "
           f"(worker log: {log_path.relative_to(root)}; stop services: aisci services down)")
-    return 0 if run.get("status") == "COMPLETED" else 1
+    return 0 if run.get("status") == RunStatus.COMPLETED else 1
 
 
 def _await_artifacts(db, run_id: str, timeout_s: float = 15) -> list[str]:

@@ -26,7 +26,9 @@ from nbformat import NotebookNode
 from pymongo.database import Database
 
 from ..contract import params
+from ..contract.lifecycle import StepStatus
 from ..contract.runinfo import PARAMETER as RUN_INFO
+from ..errors import DebugError
 from ..runtime.execute import ensure_cell_ids
 from ..storage.store import ArtifactStore
 from ..worker.stepio import fetch_inputs
@@ -36,10 +38,6 @@ INJECTED_TAG = "injected-parameters"
 # Run-info fields cleared so that the notebook reports to the debug sink, never to production.
 PRODUCTION_ONLY = ("events_url", "event_source", "seq_path", "spool_dir", "spool_max_bytes",
                    "traceparent")
-
-
-class DebugError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ def pick_step(run: dict[str, Any], step: str | None) -> str:
             known = ", ".join(steps) or "none"
             raise DebugError(f"run {run['_id']} has no step {step!r} (steps: {known})")
         return step
-    failed = [n for n, r in steps.items() if r.get("status") == "FAILED"]
+    failed = [n for n, r in steps.items() if r.get("status") == StepStatus.FAILED]
     if not failed:
         raise DebugError(f"run {run['_id']} has no failed step; name one with --step")
     return max(failed, key=lambda n: str(steps[n].get("startedAt") or ""))

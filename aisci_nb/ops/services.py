@@ -27,15 +27,13 @@ from urllib.parse import quote
 
 import httpx
 
+from ..errors import ServiceError
+
 # The S3 server: versitygw (Apache-2.0) with its POSIX backend, built from the Go module proxy.
 VERSITYGW_PACKAGE = "github.com/versity/versitygw/cmd/versitygw"
 VERSITYGW_VERSION = "v1.8.0"
 REPLICA_SET = "rs0"
 DEFAULT_PORTS = {"mongod": 27017, "s3": 7070, "control-plane": 8000}
-
-
-class ServiceError(RuntimeError):
-    """A service could not be started or found; the message is one line for the user."""
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pymongo.database import Database
 from ..contract.lifecycle import (
     LEASED,
     TERMINAL,
+    CancelResult,
     IdeationStatus,
     RunStatus,
     can_transition,
@@ -283,7 +284,7 @@ def _hand_back(
         "$set": {"status": target, "updatedAt": now, "leaseExpiresAt": None, **sets},
         "$inc": {"leaseEpoch": 1 if fence else 0},
     }
-    if target == "QUEUED":
+    if target == RunStatus.QUEUED:
         update["$set"].update(claimedBy=None, visibleAt=visible_at)
     if new_attempt:
         update["$inc"].update(attempt=1, retryCount=1)
@@ -307,7 +308,7 @@ def _give_up_or_requeue(
     if retryable and attempt < policy.max_attempts:
         visible = now + timedelta(seconds=backoff_s(attempt, policy.backoff_s,
                                                     policy.backoff_max_s))
-        return _hand_back(db, kind, doc, "QUEUED", now, extra_filter={
+        return _hand_back(db, kind, doc, RunStatus.QUEUED, now, extra_filter={
             **extra_filter, "cancelRequested": None}, sets={"lastError": error},
             new_attempt=True, visible_at=visible)
     if kind is RUNS:
@@ -315,7 +316,7 @@ def _give_up_or_requeue(
                 "errorTraceback": error.get("traceback"), "retryable": retryable}
     else:
         fail = {"failedAt": now, "error": error["message"], "errorType": error["code"]}
-    return _hand_back(db, kind, doc, "FAILED", now, extra_filter=extra_filter, sets=fail,
+    return _hand_back(db, kind, doc, RunStatus.FAILED, now, extra_filter=extra_filter, sets=fail,
                       fence=not own)
 
 
@@ -329,7 +330,7 @@ def release(db: Database, claim: Claim) -> HandBack | None:
     if doc.get("cancelRequested") and claim.kind is RUNS:
         return _hand_back(db, claim.kind, doc, RunStatus.CANCELED.value, now,
                           extra_filter={}, sets={"canceledAt": now})
-    return _hand_back(db, claim.kind, doc, "QUEUED", now,
+    return _hand_back(db, claim.kind, doc, RunStatus.QUEUED, now,
                       extra_filter={"cancelRequested": None}, sets={})
 
 
@@ -369,7 +370,7 @@ class CancelOutcome:
     """`CANCELED` (it was not running), `CANCEL_REQUESTED` (its worker will stop it),
     `FINAL` (already finished), or `NOT_FOUND`."""
 
-    outcome: str
+    outcome: CancelResult
     status: str | None = None
     hand_back: HandBack | None = None
 
@@ -380,10 +381,10 @@ def request_cancel(db: Database, run_id: str, by: str | None, reason: str | None
     for _ in range(10):  # the run may change hands between the read and the write
         doc = db.runs.find_one({"_id": run_id})
         if doc is None:
-            return CancelOutcome("NOT_FOUND")
+            return CancelOutcome(CancelResult.NOT_FOUND)
         status = doc["status"]
         if RunStatus(status) in TERMINAL:
-            return CancelOutcome("FINAL", status)
+            return CancelOutcome(CancelResult.FINAL, status)
         now = utcnow()
         if status in RUNS.leased:
             flag = {"at": now, "by": by, "reason": reason}
@@ -391,12 +392,12 @@ def request_cancel(db: Database, run_id: str, by: str | None, reason: str | None
                                    "leaseEpoch": doc.get("leaseEpoch", 0)},
                                   {"$set": {"cancelRequested": flag, "updatedAt": now}}
                                   ).modified_count == 1:
-                return CancelOutcome("CANCEL_REQUESTED", status)
+                return CancelOutcome(CancelResult.CANCEL_REQUESTED, status)
         elif can_transition(status, RunStatus.CANCELED):
             done = _hand_back(db, RUNS, doc, RunStatus.CANCELED.value, now,
                               extra_filter={"status": status},
                               sets={"canceledAt": now, "cancelRequested": {
                                   "at": now, "by": by, "reason": reason}})
             if done:
-                return CancelOutcome("CANCELED", done.status, done)
+                return CancelOutcome(CancelResult.CANCELED, done.status, done)
     raise RuntimeError(f"run {run_id} kept changing while being canceled")

@@ -31,8 +31,9 @@ import nbformat
 from nbformat import NotebookNode
 
 from ..contract import params
-from ..contract.failures import Failure, code_for
+from ..contract.failures import Failure, FailureCode, code_for
 from ..contract.scrub import Scrubber
+from ..errors import StepStopped
 from .engine import ENGINE_NAME, KernelSession
 
 log = logging.getLogger("aisci.runner")
@@ -109,7 +110,8 @@ class StepHandle:
         self.reason: StepError | None = None
         self.session: KernelSession | None = None
 
-    def cancel(self, code: str = "CANCELED", message: str = "the step was canceled") -> None:
+    def cancel(self, code: str = FailureCode.CANCELED,
+               message: str = "the step was canceled") -> None:
         with self._lock:
             if self.reason is None:
                 self.reason = StepError(code, message)
@@ -134,10 +136,6 @@ class StepHandle:
             wake.set()
 
 
-class StepStopped(Exception):
-    """Raised from the cell hook when a stop was requested between cells."""
-
-
 def strip_ansi(text: str) -> str:
     return _ANSI.sub("", text)
 
@@ -155,9 +153,9 @@ def classify(exc: BaseException) -> StepError:
             cell_index=exc.cell_index,
         )
     if isinstance(exc, CellTimeoutError | TimeoutError):
-        return StepError("TIMEOUT", str(exc) or "step timed out")
+        return StepError(FailureCode.TIMEOUT, str(exc) or "step timed out")
     if isinstance(exc, DeadKernelError):
-        return StepError("KERNEL_DIED", str(exc) or "the kernel died")
+        return StepError(FailureCode.KERNEL_DIED, str(exc) or "the kernel died")
     return StepError(type(exc).__name__, str(exc))
 
 
@@ -190,7 +188,7 @@ def find_output_error(nb: NotebookNode) -> StepError | None:
         if TRACEBACK_HEADER in stderr:
             tb = strip_ansi(stderr[stderr.index(TRACEBACK_HEADER):])
             last = [line for line in tb.splitlines() if line.strip()][-1].strip()
-            return StepError("OUTPUT_ERROR",
+            return StepError(FailureCode.OUTPUT_ERROR,
                              f"cell {index} printed a traceback without raising it: {last}",
                              tb, cell_index=index, cell_id=cell.get("id"))
     return None
@@ -300,23 +298,23 @@ class _CellReporter:
         elif not session.kernel_started.is_set() or "didn't respond" in str(exc):
             if "didn't respond" in str(exc) or isinstance(exc, TimeoutError):
                 error = StepError(
-                    "TIMEOUT", f"the kernel did not start within {limits.start_s}s")
+                    FailureCode.TIMEOUT, f"the kernel did not start within {limits.start_s}s")
             else:
-                error = StepError("KERNEL_DIED", f"the kernel failed to start: {exc}")
+                error = StepError(FailureCode.KERNEL_DIED, f"the kernel failed to start: {exc}")
         elif isinstance(exc, DeadKernelError):
             time.sleep(0.1)  # let the process be reaped so its exit status is known
-            error = StepError("KERNEL_DIED", describe_exit(session.exit_status()))
+            error = StepError(FailureCode.KERNEL_DIED, describe_exit(session.exit_status()))
         elif isinstance(exc, PapermillExecutionError) and self.raised is not None:
             error = self.raised
         elif isinstance(exc, PapermillExecutionError):
             # papermill found an error output, but no cell raised: shown, never raised.
-            error = StepError("OUTPUT_ERROR",
+            error = StepError(FailureCode.OUTPUT_ERROR,
                               f"cell {exc.cell_index} shows {exc.ename}: "
                               f"{strip_ansi(str(exc.evalue))} without raising it",
                               strip_ansi("\n".join(exc.traceback)), cell_index=exc.cell_index)
         else:
             error = classify(exc)
-            if error.code == "TIMEOUT" and limits.cell_timeout_s:
+            if error.code == FailureCode.TIMEOUT and limits.cell_timeout_s:
                 error = replace(error,
                                 message=f"a cell ran longer than {limits.cell_s}s")
         if error.cell_index is None and self.last_started is not None:
@@ -333,7 +331,7 @@ def _watch(handle: StepHandle, session: KernelSession, limits: Limits, started: 
     timeout = started + limits.step_timeout_s - time.monotonic() if limits.step_timeout_s \
         else None
     if not wake.wait(timeout):
-        handle.cancel("TIMEOUT", f"the step took longer than {limits.step_timeout_s:g}s")
+        handle.cancel(FailureCode.TIMEOUT, f"the step took longer than {limits.step_timeout_s:g}s")
     if session.finished.is_set() or not handle.cancelled:
         return
     while not session.finished.is_set() and not session.kernel_started.wait(0.2):

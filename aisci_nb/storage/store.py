@@ -23,15 +23,12 @@ from pydantic import create_model
 from pydantic_settings import BaseSettings
 from tenacity import retry, stop_after_attempt, wait_exponential
 
+from ..errors import StorageError
 from ..settings import Settings
 
 _retry = retry(stop=stop_after_attempt(4), wait=wait_exponential(0.2, max=3), reraise=True)
 
 DEFAULT_PART_SIZE = 16 * 1024 * 1024  # multipart above this; S3 wants parts of 5 MiB or more
-
-
-class StorageError(RuntimeError):
-    """An upload or download failed for good (after retries); the code is STORAGE_ERROR."""
 
 
 class _StoreSettingsBase(BaseSettings):

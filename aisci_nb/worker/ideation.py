@@ -15,11 +15,8 @@ from pymongo.database import Database
 from ..contract.idea import Idea
 from ..contract.lifecycle import IdeationStatus
 from ..db import utcnow
+from ..errors import IdeationError
 from ..queue import claims
-
-
-class IdeationError(ValueError):
-    """The request cannot be served; the message says why."""
 
 
 def generate_ideas(hypothesis: dict[str, Any] | None, request: dict[str, Any]) -> list[dict]:
@@ -37,7 +34,8 @@ def start(db: Database, claim: claims.Claim) -> dict[str, Any] | None:
     request = claim.run
     now = utcnow()
     db.hypotheses.update_one({"_id": request.get("hypothesisId")}, {"$set": {
-        "ideation.requestId": request["_id"], "ideation.status": "RUNNING",
+        "ideation.requestId": request["_id"],
+        "ideation.status": IdeationStatus.RUNNING.value,
         "ideation.startedAt": now, "updatedAt": now}})
     return db.hypotheses.find_one({"_id": request.get("hypothesisId")})
 
@@ -48,12 +46,13 @@ def finish(db: Database, claim: claims.Claim, ideas: list[dict], error: str | No
     now = utcnow()
     if error is None:
         target, fields = IdeationStatus.COMPLETED, {"ideas": ideas, "completedAt": now}
-        summary = {"ideation.status": "COMPLETED", "ideation.ideas": ideas,
+        summary = {"ideation.status": IdeationStatus.COMPLETED.value, "ideation.ideas": ideas,
                    "ideation.reflections": request.get("reflections"),
                    "ideation.completedAt": now}
     else:
         target, fields = IdeationStatus.FAILED, {"failedAt": now, "error": error}
-        summary = {"ideation.status": "FAILED", "ideation.failedAt": now, "ideation.error": error}
+        summary = {"ideation.status": IdeationStatus.FAILED.value, "ideation.failedAt": now,
+                   "ideation.error": error}
     if not claims.set_status(db, claim, target, fields):
         return False
     db.hypotheses.update_one({"_id": request.get("hypothesisId")},

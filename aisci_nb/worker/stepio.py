@@ -14,6 +14,7 @@ import logging
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..contract.lifecycle import StepStatus
 from ..notebook.outputs import outputs_manifest
 from ..storage.store import ArtifactStore, StorageError
 
@@ -40,7 +41,7 @@ def earlier_steps(steps: dict[str, Any], name: str) -> list[str]:
     started = (steps.get(name) or {}).get("startedAt")
     out = []
     for other, record in steps.items():
-        if other == name or record.get("status") != "COMPLETED":
+        if other == name or record.get("status") != StepStatus.COMPLETED:
             continue
         if started is None or (record.get("startedAt") and record["startedAt"] < started):
             out.append(other)

@@ -12,7 +12,7 @@ import pytest
 
 from aisci_nb.contract.lifecycle import RunStatus, can_transition
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 import httpx
 import nbformat
@@ -13,17 +12,7 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.worker.telemetry import gpu_name
 
-from .conftest import API_KEY, S3_SECRET, UI_AUTH, Stack
-
-
-def wait_until(predicate, timeout_s: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from ..conftest import API_KEY, S3_SECRET, UI_AUTH, Stack, wait_until
 
 
 def run_events(stack: Stack, run_id: str) -> list[dict]:

@@ -13,9 +13,9 @@ from aisci_nb.contract import params
 from aisci_nb.runtime.execute import StepHandle, execute_step
 from aisci_nb.worker.pipelines import EXPERIMENT_STEPS
 
-from .conftest import API_KEY, ROOT, S3_SECRET
+from ...conftest import API_KEY, ROOT, S3_SECRET
 
-NOTEBOOKS = Path(__file__).parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 ECHO = NOTEBOOKS / "echo.ipynb"
 STAGE_1 = EXPERIMENT_STEPS[0].notebook_path()
 

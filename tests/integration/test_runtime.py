@@ -19,10 +19,9 @@ from aisci_nb.storage.store import S3Store
 from aisci_nb.worker.loop import Worker
 from aisci_nb.worker.pipelines import Step
 
-from .conftest import Stack
-from .test_slice import wait_until
+from ..conftest import Stack, wait_until
 
-NOTEBOOKS = Path(__file__).parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def faults_step(**parameters: object) -> Step:

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from aisci_nb.contract.envelope import make_event, new_ulid
 from aisci_nb.contract.idea import example_idea
+from aisci_nb.contract.signing import sign
 from aisci_nb.control_plane.app import create_app
 from aisci_nb.control_plane.readmodel import metric_series, node_states
-from aisci_nb.events.emitter import sign
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import API_KEY, UI_AUTH, Stack
+from ..conftest import API_KEY, UI_AUTH, Stack
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 NDJSON = {**AUTH, "content-type": "application/x-ndjson"}

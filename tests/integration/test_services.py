@@ -14,7 +14,7 @@ from pymongo.errors import OperationFailure
 
 from aisci_nb.ops.services import free_port, pid_alive
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def aisci(cwd: Path, *args: str) -> subprocess.CompletedProcess:

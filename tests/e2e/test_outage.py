@@ -10,7 +10,7 @@ from aisci_nb.contract.tracing import trace_id_of
 from aisci_nb.ops.services import free_port, launch_control_plane, stop_pid
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import Stack
+from ..conftest import Stack
 
 OUTAGE_S = 60
 

@@ -11,7 +11,7 @@ from aisci_nb.contract.envelope import make_event
 from aisci_nb.contract.idea import example_idea
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import API_KEY, Stack
+from ..conftest import API_KEY, Stack
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 

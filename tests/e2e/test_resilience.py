@@ -37,10 +37,9 @@ from aisci_nb.ops.services import (
 )
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import UI_AUTH, Stack
-from .test_slice import wait_until
+from ..conftest import UI_AUTH, Stack, wait_until
 
-DRIVER = Path(__file__).with_name("worker_driver.py")
+DRIVER = Path(__file__).resolve().parents[1] / "worker_driver.py"
 # Short leases so that crashes are noticed in seconds.
 QUICK = {"LEASE_S": "2", "LEASE_RENEW_S": "0.5", "CANCEL_CHECK_S": "0.25",
          "REAP_INTERVAL_S": "0.5", "RETRY_BACKOFF_S": "0.2", "RETRY_BACKOFF_MAX_S": "1",

@@ -20,8 +20,7 @@ from aisci_nb.notebook.outputs import outputs_manifest
 from aisci_nb.settings import Settings
 from aisci_nb.storage.store import LocalStore, S3Store, StorageError
 
-from .conftest import API_KEY, UI_AUTH, UI_TOKEN, Stack
-from .test_slice import wait_until
+from ..conftest import API_KEY, UI_AUTH, UI_TOKEN, Stack, wait_until
 
 MiB = 1024 * 1024
 

@@ -24,7 +24,7 @@ from aisci_nb.control_plane.app import PUBLIC_ROUTES, create_app
 from aisci_nb.events.emitter import sign
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import API_KEY, ROOT, UI_AUTH, UI_TOKEN, Stack
+from ..conftest import API_KEY, ROOT, UI_AUTH, UI_TOKEN, Stack
 
 PASSWORD = "correct horse battery"
 
@@ -381,23 +381,21 @@ def test_run_page_survives_missing_fields_and_80000_events(stack: Stack) -> None
 
 def test_kernel_env_holds_no_worker_key_nor_store_secret(
         stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aisci_nb.storage.store import open_store
-    from aisci_nb.worker.loop import Worker
+    from aisci_nb.worker.kernel_env import kernel_env, run_token, secret_values
 
     for name, value in stack.env.items():  # the worker's own environment, as on a pod
         monkeypatch.setenv(name, value)
-    settings = stack.settings
-    worker = Worker(settings, stack.db, open_store(settings))
-    try:
-        env = worker.kernel_env("aisci-run.v1.token", stack.tmp / "outbox")
-    finally:
-        worker.emitter.close(timeout_s=1)
+    token = run_token(stack.settings, "run-1", 2)
+    env = kernel_env(stack.settings, token, stack.tmp / "outbox")
     values = "\n".join(env.values())
     for secret in (API_KEY, stack.env["MINIO_SECRET_KEY"], UI_TOKEN):
         assert secret not in values
     for name in ("AISCI_API_KEY", "MINIO_SECRET_KEY", "MONGODB_URL", "INGEST_API_KEYS"):
         assert name not in env
-    assert env["AISCI_RUN_TOKEN"] == "aisci-run.v1.token"
+    assert runtoken.verify(env["AISCI_RUN_TOKEN"], [API_KEY]).run_id == "run-1"
+    # The database password is one of the secrets every output is scrubbed of.
+    password = stack.env["MONGODB_URL"].split("://", 1)[1].split("@")[0].split(":", 1)[1]
+    assert password in secret_values(stack.settings)
 
 
 def test_live_control_plane_refuses_signed_out_reads(stack: Stack) -> None:

@@ -22,10 +22,10 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.ops.services import pid_alive, stop_pid
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import API_KEY, ROOT, S3_SECRET, Stack
-from .test_runtime import PIPELINE_1, PIPELINE_2, cell_with_label, run_steps
+from ..conftest import API_KEY, ROOT, S3_SECRET, Stack
+from ..integration.test_runtime import PIPELINE_1, PIPELINE_2, cell_with_label, run_steps
 
-NOTEBOOKS = Path(__file__).parent / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 PIPELINE_SPEC = json.dumps([{"name": "Stage_1", "notebook": "pipeline/step_1.ipynb"},
                             {"name": "Stage_2", "notebook": "pipeline/step_2.ipynb"}])
 

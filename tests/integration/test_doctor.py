@@ -14,9 +14,9 @@ from aisci_nb.ops.services import free_port
 from aisci_nb.settings import Settings
 from aisci_nb.worker.telemetry import gpu_sample
 
-from .conftest import API_KEY, S3_SECRET, Stack
+from ..conftest import API_KEY, S3_SECRET, Stack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NETWORK = ["env", "mongodb", "s3", "control-plane"]
 
 

@@ -20,8 +20,7 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.contract.scrub import MARKER
 from aisci_nb.queue.submit import submit_hypothesis
 
-from .conftest import API_KEY, ROOT, S3_SECRET, UI_AUTH, UI_TOKEN, Stack
-from .test_slice import wait_until
+from ..conftest import API_KEY, ROOT, S3_SECRET, UI_AUTH, UI_TOKEN, Stack, wait_until
 
 CANARY = "sk-canary-" + "c0ffee" * 6
 

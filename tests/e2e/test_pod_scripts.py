@@ -19,9 +19,9 @@ import pytest
 from aisci_nb.ops.services import pid_alive, stop_pid
 from aisci_nb.settings import Settings
 
-from .conftest import Stack
+from ..conftest import Stack
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ["init_runpod.sh", "start_worker.sh", ".ci/run", "scripts/system-deps.sh"]
 POD_FILES = ["init_runpod.sh", "start_worker.sh", "environment.yml", "pyproject.toml",
              "worker.py"]

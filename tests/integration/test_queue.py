@@ -26,10 +26,9 @@ from aisci_nb.settings import WorkerMode
 from aisci_nb.storage.store import open_store
 from aisci_nb.worker.loop import Worker
 
-from .conftest import API_KEY, UI_AUTH, Stack
-from .test_slice import wait_until
+from ..conftest import API_KEY, UI_AUTH, Stack, wait_until
 
-DRIVER = Path(__file__).with_name("claim_driver.py")
+DRIVER = Path(__file__).resolve().parents[1] / "claim_driver.py"
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 
 
