@@ -14,7 +14,7 @@ from pymongo.database import Database
 
 from ..contract.envelope import make_event
 from ..contract.lifecycle import RERUNNABLE, RunStatus, rerun_filter
-from ..control_plane.eventlog import finish_batch, insert_events
+from ..control_plane.eventlog import insert_events
 from ..db import utcnow
 from .claims import _next_seq
 
@@ -84,5 +84,5 @@ def rerun_from(db: Database, run_id: str, step: str, *, steps: Sequence[str], by
         "run_id": run_id, "from": doc["status"], "to": RunStatus.QUEUED.value,
         "reason": f"re-run from {reset[0]} by {by}" + (f": {reason}" if reason else "")},
         source=source, seq=seq, epoch=int(doc.get("leaseEpoch") or 0) + 1)
-    finish_batch(db, insert_events(db, [event]))
+    insert_events(db, [event], durable=True)  # the run already says what it would project
     return Rerun(run_id, doc["status"], reset[0], reset)

@@ -12,7 +12,7 @@ from pymongo.database import Database
 
 from ..contract.envelope import make_event
 from ..contract.lifecycle import HUMAN_VERDICT, RunStatus, human_verdict_filter
-from ..control_plane.eventlog import finish_batch, insert_events
+from ..control_plane.eventlog import insert_events
 from ..db import new_id, utcnow
 from .claims import _next_seq
 
@@ -71,5 +71,5 @@ def record_human_verdict(
         "run_id": run_id, "from": RunStatus.AWAITING_HUMAN.value, "to": target.value,
         "reason": f"human verdict {verdict} by {by}" + (f": {notes}" if notes else "")},
         source=source, seq=seq, epoch=doc.get("leaseEpoch"))
-    finish_batch(db, insert_events(db, [event]))
+    insert_events(db, [event], durable=True)  # the run already says what it would project
     return HumanValidation(validation_id, run_id, verdict, target.value, by)
