@@ -20,7 +20,7 @@ def test_code_for(name: str, code: str) -> None:
 def test_codes_keep_their_wire_values() -> None:
     assert FailureCode.OOM == "OOMError" and FailureCode.LEASE_LOST == "LEASE_LOST"
     assert orjson.dumps({"code": FailureCode.TIMEOUT}) == b'{"code":"TIMEOUT"}'
-    assert {"TIMEOUT"} == RETRYABLE_CODES
+    assert {"TIMEOUT", "LLM_TIMEOUT", "LLM_UNAVAILABLE"} == RETRYABLE_CODES
     assert Failure(FailureCode.TIMEOUT, "slow").retryable
     assert not Failure("ZeroDivisionError", "boom").retryable
 
