@@ -173,6 +173,21 @@ class Settings(LLMSettings):
     ingest_allow_unauthenticated: bool = Field(
         False, description="true or false: accept events without credentials (migration only)"
     )
+    ingest_require_hmac: bool = Field(
+        False, description="true or false: refuse worker bearer keys; only HMAC-signed requests "
+                           "(and run-scoped tokens) reach the ingest")
+    run_token_ttl_s: float = Field(
+        48 * 3600, gt=0, description="seconds a run-scoped kernel credential stays valid")
+    aisci_ui_token: SecretStr | None = Field(
+        None, description="single-user token (an operator): sign in with it on a laptop")
+    metrics_token: SecretStr | None = Field(
+        None, description="the bearer token Prometheus presents to GET /metrics")
+    session_ttl_s: float = Field(12 * 3600, gt=0, description="seconds a sign-in lasts")
+    cookie_secure: bool | None = Field(
+        None, description="true or false: Secure cookies (unset: when served over https)")
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="comma-separated Host names the control plane answers (e.g. aisci.example.org)")
     work_dir: Path = Field(Path(".aisci/work"), description="where the worker executes steps")
     step_timeout_s: float | None = Field(
         None, gt=0, description="seconds one step notebook may run in all (unset: no limit)"
@@ -188,7 +203,7 @@ class Settings(LLMSettings):
     @model_validator(mode="before")
     @classmethod
     def _keys_from_csv(cls, values: dict) -> dict:
-        for name in ("ingest_api_keys", "INGEST_API_KEYS"):
+        for name in ("ingest_api_keys", "INGEST_API_KEYS", "trusted_hosts", "TRUSTED_HOSTS"):
             if name in values:
                 values[name] = _split_keys(values[name])
         return values

@@ -30,6 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BASELINE_WORKER = ROOT / "tests" / "worker_driver.py"
 BASELINE_ENV = {"TEST_NOTEBOOK": "baseline.ipynb", "PYTHONPATH": str(ROOT)}
 API_KEY = "test-ingest-key-not-a-secret"
+# The single-user token: pages and the people's API (cancel, ...) as an operator.
+UI_TOKEN = "test-ui-token-" + secrets.token_hex(8)
+UI_AUTH = {"authorization": f"Bearer {UI_TOKEN}"}
 S3_SECRET = "test-s3-secret-" + secrets.token_hex(4)
 
 
@@ -79,7 +82,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     gw = find_versitygw(ROOT / ".aisci" / "bin") or build_versitygw(ROOT / ".aisci" / "bin")
     # A second, older key proves rotation: both are accepted.
     with ephemeral_stack(tmp, s3_binary=gw, s3_secret=S3_SECRET, api_key=API_KEY,
-                         old_api_keys=("old-rotated-key",)) as env:
+                         old_api_keys=("old-rotated-key",), ui_token=UI_TOKEN) as env:
         yield {"env": {**env, "POLL_INTERVAL_S": "0.2"}, "tmp": tmp}
 
 

@@ -4,7 +4,7 @@ A step notebook declares `aisci: dict[str, Any] | None = None` and passes it to
 `aisci_nb.init(aisci, stage=stage)`; everything the kernel needs to report (where events
 go, the shared sequence file, the spool, the trace, the lease epoch) and to work (the idea,
 the earlier steps' outputs) travels in it, so no notebook can forget a piece of plumbing.
-Credentials never do: the kernel reads them from its environment (`API_KEY_ENV`).
+Credentials never do: the kernel reads them from its environment (`RUN_TOKEN_ENV`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 PARAMETER = "aisci"
-API_KEY_ENV = "AISCI_API_KEY"
+API_KEY_ENV = "AISCI_API_KEY"  # outside a worker only: a worker gives kernels a run token
+RUN_TOKEN_ENV = "AISCI_RUN_TOKEN"  # a run-scoped credential (contract/runtoken.py)
 AUTH_MODE_ENV = "AISCI_INGEST_AUTH"  # "bearer" (default) or "hmac"
 
 

@@ -10,7 +10,11 @@ import hashlib
 import hmac
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 over `timestamp.body`, hex: what the ingest checks in HMAC mode."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+def sign(secret: str, timestamp: str, body: bytes, method: str = "POST",
+         path: str = "/api/ingest/events") -> str:
+    """HMAC-SHA256 over method, path, timestamp and the body's SHA-256, hex: what the ingest
+    checks in HMAC mode. Binding method and path means a signature for one endpoint cannot
+    be replayed against another."""
+    digest = hashlib.sha256(body).hexdigest()
+    msg = f"aisci-hmac-v2\n{method.upper()}\n{path}\n{timestamp}\n{digest}".encode()
+    return "v2=" + hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()

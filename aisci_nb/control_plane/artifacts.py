@@ -1,5 +1,8 @@
 """Artifact links for the UI: one URL per artifact that redirects to a presigned GET.
 
+The link needs a signed-in person; the presigned URL it redirects to is the credential of
+`/artifacts/{key}` (local store), which serves the file as a sandboxed attachment.
+
 S3 presigns with the store's credentials; the local directory store presigns URLs to
 `/artifacts/{key}` here, signed with a key only this process holds, and serves them.
 """
@@ -12,7 +15,9 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse
 
 from ..storage.store import ArtifactStore, LocalStore, guess_type
+from .auth import UserDep
 from .deps import StateDep
+from .security import ARTIFACT_CSP
 
 router = APIRouter()
 LINK_EXPIRES_S = 900
@@ -23,7 +28,8 @@ def get_store(request: Request) -> ArtifactStore:
 
 
 @router.get("/api/runs/{run_id}/artifacts/{key:path}")
-def artifact_link(run_id: str, key: str, request: Request, state: StateDep) -> RedirectResponse:
+def artifact_link(run_id: str, key: str, request: Request, state: StateDep,
+                  user: UserDep) -> RedirectResponse:
     if state.db.artifacts.find_one({"runId": run_id, "key": key}, {"_id": 1}) is None:
         raise HTTPException(404, f"run {run_id} has no artifact {key}")
     url = get_store(request).presigned_url(key, expires_s=LINK_EXPIRES_S)
@@ -42,4 +48,8 @@ def local_artifact(key: str, request: Request, expires: Annotated[int, Query()],
         path = None
     if path is None:
         raise HTTPException(403, "the link is invalid or has expired")
-    return FileResponse(path, media_type=guess_type(path))
+    # Served from this origin, so never rendered here: a download, in a sandbox, not sniffed.
+    return FileResponse(path, media_type=guess_type(path), filename=path.name,
+                        content_disposition_type="attachment",
+                        headers={"content-security-policy": ARTIFACT_CSP,
+                                 "x-content-type-options": "nosniff"})

@@ -24,8 +24,9 @@ from starlette.concurrency import run_in_threadpool
 from ..contract import cesdk
 from ..contract.envelope import Event, InvalidEvent, parse_event
 from .bodylimit import MAX_BODY_BYTES, MAX_EVENT_BYTES
-from .deps import State, StateDep, require_ingest_auth
+from .deps import IngestPrincipal, State, StateDep, require_ingest_auth
 from .eventlog import InsertOutcome, insert_events, mark_projection_error
+from .scope import refusals
 
 STRUCTURED = ("application/cloudevents+json", "application/json")
 NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-seq", "")
@@ -93,12 +94,17 @@ def _store(state: State, events: list[Event]) -> InsertOutcome:
     return outcome
 
 
+def _principal(request: Request) -> IngestPrincipal:
+    return getattr(request.state, "ingest_principal", IngestPrincipal("anonymous"))
+
+
 def _warnings(lines: list[int], events: list[Event]) -> list[dict[str, Any]]:
     return [{"line": line, "field": f, "reason": r}
             for line, e in zip(lines, events, strict=True) for f, r in e.warnings]
 
 
-def _one(state: State, headers: dict[str, str], media: str, body: bytes) -> JSONResponse:
+def _one(state: State, principal: IngestPrincipal, headers: dict[str, str], media: str,
+         body: bytes) -> JSONResponse:
     try:
         if "ce-specversion" in headers:
             if len(body) > MAX_EVENT_BYTES:
@@ -114,6 +120,10 @@ def _one(state: State, headers: dict[str, str], media: str, body: bytes) -> JSON
     except InvalidEvent as exc:
         state.metrics.invalid.inc()
         return JSONResponse({"detail": str(exc)}, status_code=422)
+    refused = refusals(state.db, principal, [event])
+    if refused:
+        state.metrics.invalid.inc()
+        return JSONResponse({"detail": refused[0]}, status_code=403)
     outcome = _store(state, [event])
     if outcome.unstorable:
         state.metrics.invalid.inc()
@@ -131,7 +141,7 @@ def _one(state: State, headers: dict[str, str], media: str, body: bytes) -> JSON
 async def ingest_one(request: Request, state: StateDep) -> JSONResponse:
     started = time.perf_counter()
     body = await request.body()  # bounded by the body limit
-    response = await run_in_threadpool(_one, state, dict(request.headers),
+    response = await run_in_threadpool(_one, state, _principal(request), dict(request.headers),
                                        _media_type(request), body)
     state.metrics.latency.labels("event").observe(time.perf_counter() - started)
     return response
@@ -165,7 +175,8 @@ def split_batch(media: str, body: bytes) -> list[tuple[int, Event | InvalidEvent
     return out
 
 
-def ingest_batch_sync(state: State, media: str, body: bytes) -> dict[str, Any]:
+def ingest_batch_sync(state: State, media: str, body: bytes,
+                      principal: IngestPrincipal | None = None) -> dict[str, Any]:
     """Parse, store and project one batch: the whole request's work, in one thread."""
     invalid: list[dict[str, Any]] = []
     events: list[Event] = []
@@ -176,10 +187,15 @@ def ingest_batch_sync(state: State, media: str, body: bytes) -> dict[str, Any]:
         else:
             events.append(parsed)
             lines.append(number)
+    refused = refusals(state.db, principal or IngestPrincipal("anonymous"), events)
+    if refused:  # out of scope for the sender's credential (another run, a person's move)
+        invalid += [{"line": lines[i], "reason": reason} for i, reason in refused.items()]
+        events = [e for i, e in enumerate(events) if i not in refused]
+        lines = [n for i, n in enumerate(lines) if i not in refused]
     outcome = _store(state, events)
     if outcome.unstorable:
         invalid += [{"line": lines[i], "reason": r} for i, r in outcome.unstorable.items()]
-        invalid.sort(key=lambda item: item["line"])
+    invalid.sort(key=lambda item: item["line"])
     state.metrics.invalid.inc(len(invalid))
     return {
         "accepted": len(events) - len(outcome.duplicates) - len(outcome.unstorable),
@@ -197,6 +213,7 @@ def ingest_batch_sync(state: State, media: str, body: bytes) -> dict[str, Any]:
 async def ingest_batch(request: Request, state: StateDep) -> JSONResponse:
     started = time.perf_counter()
     body = await request.body()  # bounded by the body limit
-    reply = await run_in_threadpool(ingest_batch_sync, state, _media_type(request), body)
+    reply = await run_in_threadpool(ingest_batch_sync, state, _media_type(request), body,
+                                    _principal(request))
     state.metrics.latency.labels("events").observe(time.perf_counter() - started)
     return JSONResponse(reply, status_code=202)

@@ -11,20 +11,28 @@ from typing import Any
 from pymongo.database import Database
 
 
-def metric_series(db: Database, run_id: str) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """{stage: {metric name: [{seq, value, time}, ...]}} in sequence order."""
+def metric_series(db: Database, run_id: str,
+                  limit: int | None = None) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """{stage: {metric name: [{seq, value, time}, ...]}} in sequence order (the newest
+    `limit` points when given)."""
     out: dict[str, dict[str, list[dict[str, Any]]]] = {}
     # A metric sent as null ("no metric yet") or as text without a number has no point.
-    for e in db.events.find({"runId": run_id, "type": "ai.run.stage_metric",
+    cursor = db.events.find({"runId": run_id, "type": "ai.run.stage_metric",
                              "data.value": {"$type": "number"}},
-                            {"data": 1, "seq": 1, "timestamp": 1}).sort("seq", 1):
-        d = e["data"]
-        out.setdefault(d["stage"], {}).setdefault(d["name"], []).append(
-            {"seq": e.get("seq"), "value": d["value"], "time": e["timestamp"]})
+                            {"data": 1, "seq": 1, "timestamp": 1})
+    if limit is not None:
+        found = list(cursor.sort("seq", -1).limit(limit))[::-1]
+    else:
+        found = list(cursor.sort("seq", 1))
+    for e in found:
+        d = e.get("data") or {}
+        out.setdefault(str(d.get("stage")), {}).setdefault(str(d.get("name")), []).append(
+            {"seq": e.get("seq"), "value": d.get("value"), "time": e.get("timestamp")})
     return out
 
 
-def node_states(db: Database, run_id: str, stage: str | None = None) -> list[dict[str, Any]]:
+def node_states(db: Database, run_id: str, stage: str | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
     """One row per search node: the fields of its events merged in sequence order."""
     match: dict[str, Any] = {"runId": run_id, "type": {"$regex": "^ai\\.node\\."}}
     if stage:
@@ -39,4 +47,5 @@ def node_states(db: Database, run_id: str, stage: str | None = None) -> list[dic
         {"$replaceWith": {"$mergeObjects": ["$state", {"last_event": "$lastEvent",
                                                       "events": "$events"}]}},
         {"$sort": {"stage": 1, "node_id": 1}},
+        *([{"$limit": limit}] if limit is not None else []),
     ]))

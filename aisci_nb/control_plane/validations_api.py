@@ -1,7 +1,7 @@
 """`POST /api/validations/{run_id}/human`: a person's verdict on a run awaiting one.
 
-Authenticated by `current_user` (one dependency, so a sign-in can replace the bearer key);
-the verdict never comes through ingest."""
+Operators only (a session with its CSRF token, or an API token), recorded in the audit
+trail; the verdict never comes through ingest."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from ..queue.validation import ValidationRefused, record_human_verdict
-from .deps import StateDep, UserDep
+from .accounts import audit
+from .auth import OperatorDep
+from .deps import StateDep
 
 router = APIRouter(prefix="/api/validations")
 
@@ -25,13 +27,15 @@ class HumanVerdict(BaseModel):
 
 
 @router.post("/{run_id}/human")
-async def human(run_id: str, body: HumanVerdict, state: StateDep, user: UserDep) -> dict:
+async def human(run_id: str, body: HumanVerdict, state: StateDep, user: OperatorDep) -> dict:
     """200 with the run's new status; 404 unknown run; 409 the run does not await a person."""
-    by = f"{body.by} ({user})" if body.by else user
+    by = f"{body.by} ({user.name})" if body.by else user.name
     try:
         done = await run_in_threadpool(record_human_verdict, state.db, run_id, body.verdict,
                                        by=by, notes=body.notes, source="controlplane://api")
     except ValidationRefused as exc:
         raise HTTPException(404 if exc.status is None else 409, str(exc)) from None
+    await run_in_threadpool(audit, state.db, user, "validate", run_id, verdict=body.verdict,
+                            notes=body.notes)
     return {"run_id": run_id, "status": done.status, "validation_id": done.id,
             "verdict": done.verdict, "by": done.by}

@@ -42,6 +42,7 @@ from tenacity import (
 )
 
 from ..contract.envelope import Event, make_event
+from ..contract.scrub import Scrubber
 from ..contract.signing import sign
 from .spool import Spool, SpoolFile
 
@@ -181,8 +182,9 @@ class Emitter:
 
     def __init__(self, sink: Sink, *, source: str, spool: Spool | None = None,
                  batch_max: int = BATCH_MAX, batch_wait_s: float = BATCH_WAIT_S,
-                 dead_letter: Path | None = None) -> None:
+                 dead_letter: Path | None = None, scrubber: Scrubber | None = None) -> None:
         self.sink = sink
+        self.scrubber = scrubber  # secrets never leave in an event's data
         self.source = source
         self.spool = spool
         self.dead_letter = dead_letter or (spool.root / DEAD_LETTER if spool else None)
@@ -200,6 +202,8 @@ class Emitter:
     def emit(self, event_type: str, data: dict[str, Any], *, seq: int | None = None,
              traceparent: str | None = None, epoch: int | None = None) -> Event:
         """Validate, spool and queue one event; raises on bad data or a full spool."""
+        if self.scrubber:
+            data = self.scrubber.obj(data)
         event = make_event(event_type, data, source=self.source, seq=seq,
                            traceparent=traceparent, epoch=epoch)
         line = event.to_line()

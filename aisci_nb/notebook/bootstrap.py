@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..contract.runinfo import API_KEY_ENV, AUTH_MODE_ENV, RunInfo
+from ..contract.runinfo import API_KEY_ENV, AUTH_MODE_ENV, RUN_TOKEN_ENV, RunInfo
+from ..contract.scrub import from_env as scrub_from_env
 from ..events.emitter import DebugSink, Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
 from ..events.spool import Spool
 from .context import RunContext
@@ -34,6 +35,9 @@ def current() -> RunContext | None:
 
 
 def _sink(info: RunInfo, cwd: Path) -> Sink:
+    if info.events_url and os.environ.get(RUN_TOKEN_ENV):
+        # Under a worker: the run-scoped token, good for this run and lease epoch only.
+        return HttpSink(info.events_url, api_key=os.environ[RUN_TOKEN_ENV])
     if info.events_url:
         return HttpSink(info.events_url, api_key=os.environ.get(API_KEY_ENV),
                         hmac=os.environ.get(AUTH_MODE_ENV) == "hmac")
@@ -51,7 +55,9 @@ def _spool(info: RunInfo) -> Spool | None:
 def build(info: RunInfo, stage: str, cwd: Path) -> RunContext:
     """A fresh context for `info` (no registry, no exit hook: `init` adds those)."""
     source = info.event_source or f"notebook://{os.uname().nodename}"
-    emitter = Emitter(_sink(info, cwd), source=source, spool=_spool(info))
+    # What the notebook emits is scrubbed of the secrets in its environment (LLM keys).
+    emitter = Emitter(_sink(info, cwd), source=source, spool=_spool(info),
+                      scrubber=scrub_from_env())
     sequence = SequenceCounter(Path(info.seq_path)) if info.seq_path else None
     run_id = info.run_id or "debug-run"
     events = RunEmitter(emitter, run_id, sequence=sequence, traceparent=info.traceparent,

@@ -3,7 +3,9 @@
 The same notebook runs under the worker (events go to the control plane), in JupyterLab or
 under `pytest --nbval` (no `events_url`: events go to a local debug file). Credentials come
 from the kernel's environment, never from parameters, so they never land in an executed
-notebook.
+notebook. Under a worker, that is a run-scoped token (`AISCI_RUN_TOKEN`, good for this run and lease
+epoch only) and an outbox for artifacts (`AISCI_OUTBOX`): the kernel holds neither the
+worker's key nor the S3 secret.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import InvalidMetric, MissingInput
 from ..events.emitter import RunEmitter
+from ..storage.outbox import OUTBOX_ENV, Staged, stage
 from .logbridge import RunLogHandler, event_level
 from .outputs import add_output
 from .track import track as _track
@@ -27,6 +31,12 @@ if TYPE_CHECKING:
     from ..storage.store import ArtifactStore, StoredObject
 
 T = TypeVar("T")
+
+
+def _stored(staged: Staged) -> StoredObject:
+    from ..storage.store import StoredObject
+
+    return StoredObject(staged.key, "", staged.size, staged.sha256, staged.content_type)
 
 
 @dataclass
@@ -108,6 +118,13 @@ class RunContext:
 
         path = Path(path)
         key = key or f"runs/{self.run_id}/artifacts/{self.stage}/{path.name}"
+        outbox = os.environ.get(OUTBOX_ENV) if not self.debug and self.store is None else None
+        if outbox:
+            # The worker uploads it after the cell (it holds the store's credentials) and
+            # announces it; the outputs manifest already names it for later steps.
+            staged = stage(Path(outbox), key, path, content_type, kind)
+            add_output(self.outputs_path, name or path.stem, staged.key)
+            return _stored(staged)
         try:
             stored = self._store().put_file(key, path, content_type)
         except Exception as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -248,7 +249,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nrun {run_id}: {run['status']}")
     if run.get("status") == RunStatus.FAILED:
         print(f"  {run.get('errorType')}: {run.get('errorMessage')}")
-    print(f"  {settings.control_plane_url}/runs/{run_id}")
+    print(f"  {settings.control_plane_url}/runs/{run_id}  (sign in with AISCI_UI_TOKEN "
+          "from .env)")
     metrics = (run.get("metrics") or {}).get("Stage_1") or {}
     for name, value in metrics.items():
         print(f"  metric {name} = {value:.4f}")
@@ -302,17 +304,67 @@ def cmd_debug(args: argparse.Namespace) -> int:
             print(f"input     {step}.{name} -> {path}")
     if args.no_lab:
         return 0
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM/SIGHUP end `aisci debug` like Ctrl-C: with its lab
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
     try:
         lab = start_lab(ws, port=args.port)
     except DebugError as exc:
         return _fail(str(exc))
-    print(f"JupyterLab ready in {time.monotonic() - started:.1f}s (pid {lab.pid}; Ctrl-C or "
-          f"kill {lab.pid} stops it)")
+    except KeyboardInterrupt:
+        return 130  # start_lab stopped the half-started lab
+    print(f"JupyterLab ready in {time.monotonic() - started:.1f}s (pid {lab.pid}; Ctrl-C, "
+          f"or stopping this command, stops it)")
     print(lab.url, flush=True)
     try:
         lab.process.wait()
     except KeyboardInterrupt:
+        pass
+    finally:
+        # Its token stays valid while it runs: the lab never outlives this command.
         stop_pid(lab.pid)
+    return 0
+
+
+def cmd_user(args: argparse.Namespace) -> int:
+    """Add or update a person who signs in to the control plane (stored hashed in MongoDB)."""
+    import getpass
+
+    from ..control_plane import accounts
+    from ..db import connect
+
+    password = os.environ.get("AISCI_NEW_PASSWORD") if args.password_from_env else None
+    if password is None:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            return _fail("the passwords differ", 2)
+    db = connect(load_settings())
+    accounts.ensure_indexes(db)
+    try:
+        accounts.add_user(db, args.name, args.role, password)
+    except accounts.AccountError as exc:
+        return _fail(str(exc), 2)
+    accounts.audit(db, os.environ.get("USER", "cli"), "user_add", args.name, role=args.role)
+    print(f"user {args.name} ({args.role}) saved")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A personal API token for a programmatic client; shown once, stored hashed."""
+    from ..control_plane import accounts
+    from ..db import connect
+
+    db = connect(load_settings())
+    try:
+        token = accounts.create_token(db, args.user, args.label or "")
+    except accounts.AccountError as exc:
+        return _fail(str(exc), 2)
+    accounts.audit(db, os.environ.get("USER", "cli"), "token_create", args.user,
+                   label=args.label)
+    print(token)
     return 0
 
 
@@ -374,6 +426,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the first step to run again; earlier steps' outputs are reused")
     r.add_argument("--reason", help="kept with the run")
     r.set_defaults(func=cmd_rerun)
+    u = sub.add_parser("user", help="people who sign in to the control plane")
+    usub = u.add_subparsers(dest="user_action", required=True)
+    ua = usub.add_parser("add", help="add a user, or set an existing one's role and password")
+    ua.add_argument("name")
+    ua.add_argument("--role", choices=["operator", "viewer"], required=True,
+                    help="viewers read; operators also create, cancel, retry and validate")
+    ua.add_argument("--password-from-env", action="store_true",
+                    help="read the password from AISCI_NEW_PASSWORD instead of prompting")
+    ua.set_defaults(func=cmd_user)
+
+    t = sub.add_parser("token", help="personal API tokens for programmatic clients")
+    tsub = t.add_subparsers(dest="token_action", required=True)
+    tc = tsub.add_parser("create", help="print a new token for USER (shown once)")
+    tc.add_argument("--user", required=True)
+    tc.add_argument("--label", help="what the token is for")
+    tc.set_defaults(func=cmd_token)
 
     g = sub.add_parser("debug", help="open a run's step notebook at its failing cell")
     g.add_argument("run_id")

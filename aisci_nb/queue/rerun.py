@@ -84,5 +84,5 @@ def rerun_from(db: Database, run_id: str, step: str, *, steps: Sequence[str], by
         "run_id": run_id, "from": doc["status"], "to": RunStatus.QUEUED.value,
         "reason": f"re-run from {reset[0]} by {by}" + (f": {reason}" if reason else "")},
         source=source, seq=seq, epoch=int(doc.get("leaseEpoch") or 0) + 1)
-    insert_events(db, [event], durable=True)
+    insert_events(db, [event], durable=True)  # the run already says what it would project
     return Rerun(run_id, doc["status"], reset[0], reset)

@@ -71,5 +71,5 @@ def record_human_verdict(
         "run_id": run_id, "from": RunStatus.AWAITING_HUMAN.value, "to": target.value,
         "reason": f"human verdict {verdict} by {by}" + (f": {notes}" if notes else "")},
         source=source, seq=seq, epoch=doc.get("leaseEpoch"))
-    insert_events(db, [event], durable=True)
+    insert_events(db, [event], durable=True)  # the run already says what it would project
     return HumanValidation(validation_id, run_id, verdict, target.value, by)

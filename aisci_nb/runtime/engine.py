@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -24,14 +25,18 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.utils import merge_kwargs, remove_args
 
+from ..contract.scrub import Scrubber
+
 ENGINE_NAME = "aisci"
 
 
 class KernelSession:
     """Per-execution state: the kernel process, the live notebook, a lock around changes."""
 
-    def __init__(self, kernel_env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, kernel_env: Mapping[str, str] | None = None,
+                 scrubber: Scrubber | None = None) -> None:
         self.kernel_env = dict(kernel_env) if kernel_env is not None else None
+        self.scrubber = scrubber  # the kernel process's own stdout/stderr, scrubbed
         self.lock = threading.Lock()
         self.kernel_started = threading.Event()
         self.finished = threading.Event()
@@ -81,6 +86,15 @@ class KernelSession:
         return None
 
 
+def _pump(stream: Any, scrubber: Scrubber) -> None:
+    """What the kernel process writes outside any cell (to the worker's log), scrubbed."""
+    out = sys.stderr.buffer
+    for line in iter(stream.readline, b""):
+        out.write(scrubber.bytes(line))
+        out.flush()
+    stream.close()
+
+
 class AisciClient(PapermillNotebookClient):
     """papermill's client, reporting its kernel process and guarding notebook updates."""
 
@@ -92,9 +106,18 @@ class AisciClient(PapermillNotebookClient):
     async def async_start_new_kernel(self, **kwargs: Any) -> None:
         if self.session.kernel_env is not None:
             kwargs.setdefault("env", self.session.kernel_env)
+        if self.session.scrubber:
+            kwargs.setdefault("stdout", subprocess.PIPE)
+            kwargs.setdefault("stderr", subprocess.PIPE)
         await super().async_start_new_kernel(**kwargs)
         provisioner = getattr(self.km, "provisioner", None)
         self.session.process = getattr(provisioner, "process", None)
+        if self.session.scrubber and self.session.process is not None:
+            proc = self.session.process
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    threading.Thread(target=_pump, args=(stream, self.session.scrubber),
+                                     name="aisci-kernel-output", daemon=True).start()
         self.session.kernel_started.set()
 
     start_new_kernel = run_sync(async_start_new_kernel)

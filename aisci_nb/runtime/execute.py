@@ -32,6 +32,7 @@ from nbformat import NotebookNode
 
 from ..contract import params
 from ..contract.failures import Failure, FailureCode, code_for
+from ..contract.scrub import Scrubber
 from ..errors import StepStopped
 from .engine import ENGINE_NAME, KernelSession
 
@@ -373,6 +374,7 @@ def execute_step(
     publish: Publish | None = None,
     publish_every_s: float = 60,
     kernel_env: Mapping[str, str] | None = None,
+    scrubber: Scrubber | None = None,
 ) -> StepResult:
     """Run `notebook` with `parameters` (and the declared ones of `offered`) injected,
     writing the executed copy to `output`; refused before a kernel starts when the
@@ -402,7 +404,7 @@ def execute_step(
 
     output.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
-    session = KernelSession(kernel_env)
+    session = KernelSession(kernel_env, scrubber)
     wake = threading.Event()
     handle._attach(session, wake)
     reporter = _CellReporter(nb, handle, on_event, session, injected=bool(values))

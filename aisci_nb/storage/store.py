@@ -217,8 +217,10 @@ class S3Store:
         return True
 
     def presigned_url(self, key: str, expires_s: int = 3600) -> str:
+        # A download, never a page rendered in the S3 origin.
         return self.client.presigned_get_object(
-            self.bucket, key, expires=timedelta(seconds=expires_s)
+            self.bucket, key, expires=timedelta(seconds=expires_s),
+            response_headers={"response-content-disposition": "attachment"},
         )
 
 

@@ -1,46 +1,66 @@
-"""What a step's kernel gets from the worker besides its parameters: credentials and the
-store's coordinates, through its environment, so they never land in an executed notebook."""
+"""What a step's kernel gets from the worker besides its parameters, through its environment
+(so nothing lands in an executed notebook): a run-scoped token and an artifact outbox.
+
+Never the worker's key, the store's secret or the database: code written by an LLM runs in
+that kernel. LLM keys stay (notebooks call the models); every output is scrubbed of them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any
 
-from ..contract.runinfo import API_KEY_ENV, AUTH_MODE_ENV
+from pymongo.uri_parser import parse_uri
+
+from ..contract import runtoken
+from ..contract.runinfo import RUN_TOKEN_ENV
 from ..settings import LLMSettings, Settings
+from ..storage.outbox import OUTBOX_ENV
 from .usage import LEDGER_ENV, LEDGER_FILE
+
+KERNEL_DROPPED_ENV = frozenset({
+    "AISCI_API_KEY", "AISCI_RUN_TOKEN", "INGEST_API_KEYS", "AISCI_INGEST_AUTH", "MONGODB_URL",
+    "MINIO_ENDPOINT", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY", "AISCI_UI_TOKEN", "METRICS_TOKEN", "AISCI_NEW_PASSWORD"})
 
 
 def secret_values(s: Settings) -> list[str]:
-    """The credentials this worker holds; refused in parameters, kept out of notebooks."""
+    """The credentials this worker knows; refused in parameters, scrubbed from every output."""
     found = [s.aisci_api_key, s.minio_secret_key, s.openai_api_key, s.anthropic_api_key,
-             s.llm_api_key, s.s2_api_key, *s.ingest_api_keys]
-    return [v.get_secret_value() for v in found if v and v.get_secret_value()]
+             s.llm_api_key, s.s2_api_key, s.aisci_ui_token, s.metrics_token, *s.ingest_api_keys]
+    values = [v.get_secret_value() for v in found if v and v.get_secret_value()]
+    with contextlib.suppress(Exception):  # the database password, if the URL has one
+        password = parse_uri(s.mongodb_url).get("password")
+        if password:
+            values.append(password)
+    return values
 
 
-def kernel_env(s: Settings, run_dir: Path | None = None) -> dict[str, str]:
-    """The kernel's environment: how it gets credentials, the store, the LLM settings (with
-    the run's LLM ledger) and ideation's literature search, never through parameters (which
-    land in the executed notebook)."""
-    env = dict(os.environ)
+def run_token(s: Settings, run_id: str, epoch: int) -> str | None:
+    """The kernel's credential: good for this run and lease epoch only, until it expires."""
+    if s.aisci_api_key is None:
+        return None
+    return runtoken.mint(s.aisci_api_key.get_secret_value(), run_id, epoch, s.run_token_ttl_s)
+
+
+def kernel_env(s: Settings, token: str | None = None, outbox: Path | None = None,
+               run_dir: Path | None = None) -> dict[str, str]:
+    """The worker's environment without its credentials, plus the run token, the outbox and
+    the LLM settings (with the run's LLM ledger, so a budget spans steps and pods) and
+    ideation's literature search."""
+    env = {k: v for k, v in os.environ.items() if k.upper() not in KERNEL_DROPPED_ENV}
     llm = s.model_dump(include=set(LLMSettings.model_fields), exclude_none=True)
     env.update({k.upper(): (v.get_secret_value() if hasattr(v, "get_secret_value")
                             else str(v).lower() if isinstance(v, bool) else str(v))
                 for k, v in llm.items()})
     if run_dir is not None:
         env[LEDGER_ENV] = str(run_dir / LEDGER_FILE)
-    values: dict[str, Any] = {
-        API_KEY_ENV: s.aisci_api_key.get_secret_value() if s.aisci_api_key else None,
-        AUTH_MODE_ENV: s.aisci_ingest_auth,
-        "MINIO_ENDPOINT": s.minio_endpoint,
-        "MINIO_ACCESS_KEY": s.minio_access_key,
-        "MINIO_SECRET_KEY": (s.minio_secret_key.get_secret_value()
-                             if s.minio_secret_key else None),
-        "MINIO_BUCKET": s.minio_bucket,
-        "MINIO_SECURE": str(s.minio_secure).lower(),
-        "ARTIFACTS_DIR": str(s.artifacts_dir.resolve()),
-        # what the research libraries read (ideation's literature search)
+    if token:
+        env[RUN_TOKEN_ENV] = token
+    if outbox is not None:
+        env[OUTBOX_ENV] = str(outbox)
+    research = {  # what the research libraries read (ideation's literature search)
         "LITERATURE_SEARCH": str(s.literature_search).lower(),
         "LITERATURE_SOURCE": s.literature_source,
         "S2_API_URL": s.s2_api_url,
@@ -48,5 +68,5 @@ def kernel_env(s: Settings, run_dir: Path | None = None) -> dict[str, str]:
         "S2_MAX_ATTEMPTS": s.s2_max_attempts,
         "S2_BACKOFF_S": s.s2_backoff_s,
     }
-    env.update({k: str(v) for k, v in values.items() if v is not None})
+    env.update({k: str(v) for k, v in research.items() if v is not None})
     return env

@@ -26,6 +26,7 @@ from pymongo.database import Database
 
 from ..contract.failures import FailureCode, from_exception
 from ..contract.lifecycle import Outcome
+from ..contract.scrub import Scrubber
 from ..contract.tracing import new_trace_id, traceparent
 from ..events.emitter import Emitter, HttpSink, RunEmitter, SequenceCounter, Sink
 from ..events.spool import Spool
@@ -38,6 +39,7 @@ from ..runtime.execute import StepHandle
 from ..settings import Settings, WorkerMode
 from ..storage.store import ArtifactStore
 from . import run
+from .kernel_env import secret_values
 from .pipelines import EXPERIMENT, NOTEBOOKS_DIR, Step
 from .session import RunSession
 from .step import StepFn, StepRunner, run_dir
@@ -64,17 +66,21 @@ class Worker:
     run_step: StepFn | None = None  # carries one step; default: a notebook StepRunner
     clock: Callable[[], float] = time.monotonic
     emitter: Emitter = field(init=False)
+    scrubber: Scrubber = field(init=False)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _session: RunSession | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.steps = tuple(self.steps)
+        # One scrubber for all the worker sends: events, notebooks, artifacts, its log.
+        self.scrubber = Scrubber(secret_values(self.settings))
         self.emitter = Emitter(self.sink or control_plane_sink(self.settings),
                                source=self.source, spool=Spool(
-                                   self.spool_dir, max_bytes=self.settings.spool_max_bytes))
+                                   self.spool_dir, max_bytes=self.settings.spool_max_bytes),
+                               scrubber=self.scrubber)
         self.emitter.adopt_orphans()
         self.runner = StepRunner(self.settings, self.db, self.store, self.notebooks_dir,
-                                 self.source)
+                                 self.source, scrubber=self.scrubber)
         if self.run_step is None:
             self.run_step = self.runner
 

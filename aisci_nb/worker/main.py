@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from ..contract.failures import from_exception
+from ..contract.scrub import install_log_scrubber
 from ..db import connect, ensure_indexes
 from ..queue.dbretry import with_db_retry
 from ..settings import WorkerMode, load_settings
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None, *, steps: tuple[Step, ...] = EXPERIMENT_
     with_db_retry(ensure_indexes, db)
     worker = Worker(settings, db, open_store(settings), notebooks_dir=args.notebooks_dir,
                     steps=steps, drain=args.drain)
+    install_log_scrubber(worker.scrubber)  # the worker's log never shows a secret
     install_excepthook(worker)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: worker.request_stop())

@@ -119,8 +119,10 @@ def fail(w: Worker, session: RunSession, failure: Failure) -> Outcome:
     claim = session.claim
     if session.lease:
         session.lease.stop()
-    detail = {"code": failure.code, "message": failure.message,
-              "traceback": failure.traceback, "stage": failure.stage, "at": utcnow()}
+    # Written to MongoDB directly: scrubbed like everything the worker sends.
+    detail = w.scrubber.obj({"code": failure.code, "message": failure.message,
+                             "traceback": failure.traceback, "stage": failure.stage})
+    detail["at"] = utcnow()
     done = with_db_retry(claims.retry_or_fail, w.db, claim, detail,
                          retryable=failure.retryable, policy=w.policy)
     if done is None:

@@ -20,14 +20,17 @@ from ..contract.failures import Failure, FailureCode
 from ..contract.lifecycle import StepStatus
 from ..contract.runinfo import PARAMETER as RUN_INFO
 from ..contract.runinfo import RunInfo
+from ..contract.scrub import Scrubber
 from ..db import utcnow
-from ..events.emitter import RunEmitter
+from ..events.emitter import Emitter, HttpSink, RunEmitter
+from ..events.spool import Spool
 from ..queue import claims
 from ..queue.dbretry import with_db_retry
 from ..runtime.execute import Limits, StepError, StepHandle, StepResult, execute_step
 from ..settings import Settings
+from ..storage.outbox import Drainer
 from ..storage.store import ArtifactStore, StorageError, StoredObject
-from .kernel_env import kernel_env, secret_values
+from .kernel_env import kernel_env, run_token, secret_values
 from .pipelines import Step
 from .session import RunSession
 from .stepio import fetch_inputs, read_outputs
@@ -78,6 +81,8 @@ class StepRunner:
     store: ArtifactStore
     notebooks_dir: Path
     source: str
+    # Every output of the step (notebook, text artifacts, errors) passes through it.
+    scrubber: Scrubber = field(default_factory=Scrubber)
     _active: StepHandle | None = field(default=None, init=False, repr=False)
     _active_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -103,13 +108,16 @@ class StepRunner:
                 "attempt": claim.run.get("attempt"), "epoch": claim.epoch, "pod": self.pod_id}):
             session.lease.lost.set()
             return None
-        publish = self._publisher(session, step)
+        drainer = Drainer(run_dir(self.settings, claim) / "outbox", (f"runs/{claim.run_id}/",),
+                          self.store, self.scrubber, session.emit)
+        publish = self._publisher(session, step, drainer)
         try:
             result = off_main_thread(
                 lambda: self._execute(session, step, idea, session.events, output, publish))
         except StorageError as exc:  # the inputs could not be fetched
             result = None
             error: StepError | None = StepError(FailureCode.STORAGE_ERROR, str(exc))
+        self._resend_kernel_spool(session)
         lost = (result is not None and result.error is not None
                 and result.error.code == FailureCode.LEASE_LOST)
         if lost or session.lost or not with_db_retry(claims.holds, self.db, claim):
@@ -117,28 +125,35 @@ class StepRunner:
             return None
         outputs: dict[str, str] = {}
         if result is not None:
-            error = self._collect(session, step, result, output, outputs)
+            error = self._collect(session, step, result, output, outputs, drainer)
             with_db_retry(record_gpu_time, self.db, claim, step.name, result.duration_s,
                           gpu_name())
         return self._finish(session, step, started_at, result, error, outputs)
 
-    def _publisher(self, session: RunSession, step: Step) -> Callable[[bytes], None]:
+    def _publisher(self, session: RunSession, step: Step,
+                   drainer: Drainer) -> Callable[[bytes], None]:
         key = step.artifact_key(session.claim.run_id)
 
         def publish(data: bytes) -> None:  # the running notebook, for the UI's live view
             if not session.lost:  # a taken-over run's notebook is the new holder's
-                registered(session, self.store.put_bytes(key, data, "application/x-ipynb+json"),
-                           live=True)
+                drainer.drain()  # what the kernel registered so far
+                registered(session, self.store.put_bytes(key, self.scrubber.bytes(data),
+                                                         "application/x-ipynb+json"), live=True)
 
         return publish
 
     def _collect(self, session: RunSession, step: Step, result: StepResult, output: Path,
-                 outputs: dict[str, str]) -> StepError | None:
-        """Upload the executed notebook and read the step's outputs; the step's error."""
+                 outputs: dict[str, str], drainer: Drainer) -> StepError | None:
+        """Upload what the kernel left in its outbox and the executed notebook (scrubbed),
+        read the step's outputs; the step's error."""
         error = result.error
+        failed_uploads = drainer.drain()
+        if failed_uploads and error is None:
+            error = StepError(FailureCode.STORAGE_ERROR, "; ".join(failed_uploads)[:2000])
         key = step.artifact_key(session.claim.run_id)
         if output.exists():
             try:
+                output.write_bytes(self.scrubber.bytes(output.read_bytes()))
                 stored = self.store.put_file(key, output)
             except Exception as exc:
                 log.error("run %s: could not upload %s: %s", session.claim.run_id, key, exc)
@@ -162,6 +177,10 @@ class StepRunner:
             "status": status, "startedAt": started_at, "completedAt": utcnow(),
             "duration_s": round(result.duration_s, 3) if result else 0.0, "outputs": outputs}
         if error is not None:
+            # What a cell raised is written to MongoDB directly: scrubbed like the events.
+            error = replace(error, message=self.scrubber.text(error.message),
+                            traceback=self.scrubber.text(error.traceback)
+                            if error.traceback else error.traceback)
             record["error"] = {"code": error.code, "message": error.message,
                                "cellIndex": error.cell_index, "cellId": error.cell_id}
         with_db_retry(claims.finish_step, self.db, session.claim, step.name, record)
@@ -184,17 +203,21 @@ class StepRunner:
                                 {"steps": 1}) or {}
             inputs = fetch_inputs(self.store, run.get("steps") or {}, step.name,
                                   where / "inputs")
+            token = run_token(self.settings, claim.run_id, claim.epoch)
+            self.scrubber.add(token)  # a kernel that prints its token leaks nothing either
             return execute_step(
                 step.notebook_path(self.notebooks_dir), output, step.parameters,
                 cwd=where / "cwd",
                 offered={RUN_INFO: self.run_info(claim, idea, inputs, events).model_dump(),
                          "stage": step.name},
-                secrets=secret_values(self.settings), requires=step.requires,
+                secrets=[*secret_values(self.settings), *([token] if token else [])],
+                requires=step.requires,
                 limits=self.limits(step), handle=handle,
                 on_event=lambda event_type, data: session.emit(event_type, stage=step.name,
                                                                **data),
                 publish=publish, publish_every_s=self.settings.live_notebook_s,
-                kernel_env=kernel_env(self.settings, where),
+                kernel_env=kernel_env(self.settings, token, where / "outbox", where),
+                scrubber=self.scrubber,
             )
         finally:
             with self._active_lock:
@@ -207,8 +230,23 @@ class StepRunner:
             run_id=claim.run_id, idea=idea, inputs=inputs or None,
             events_url=self.settings.control_plane_url, event_source=self.source,
             seq_path=str(run_dir(self.settings, claim) / "events.seq"),
-            spool_dir=str(self.spool_dir), spool_max_bytes=self.settings.spool_max_bytes,
+            spool_dir=str(run_dir(self.settings, claim) / "kernel-spool"),
+            spool_max_bytes=self.settings.spool_max_bytes,
             traceparent=events.traceparent, lease_epoch=claim.epoch)
+
+    def _resend_kernel_spool(self, session: RunSession) -> None:
+        """What the step's kernel could not deliver goes now, still under a run token for
+        its run and epoch: never with this worker's key (the kernel wrote those lines)."""
+        claim = session.claim
+        spool_dir = run_dir(self.settings, claim) / "kernel-spool"
+        if session.lost or not spool_dir.is_dir():
+            return
+        token = run_token(self.settings, claim.run_id, claim.epoch)
+        emitter = Emitter(HttpSink(self.settings.control_plane_url, token), source=self.source,
+                          spool=Spool(spool_dir), scrubber=self.scrubber)
+        if emitter.adopt_orphans():
+            emitter.flush(timeout_s=self.settings.emit_flush_timeout_s)
+        emitter.close(timeout_s=1)
 
     def limits(self, step: Step) -> Limits:
         s = self.settings

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -103,6 +104,15 @@ def test_debug_workspace_reproduces_the_failure(stack: Stack, failed_run: dict) 
     assert raised == [failed_run["steps"]["Stage_2"]["error"]["cellId"]]
 
 
+def wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_debug_opens_jupyterlab_at_the_failing_cell(stack: Stack, failed_run: dict) -> None:
     run_id = failed_run["_id"]
     started = time.monotonic()
@@ -138,12 +148,15 @@ def test_debug_opens_jupyterlab_at_the_failing_cell(stack: Stack, failed_run: di
         assert any(c.get("id") == cell_id for c in model["content"]["cells"])
         assert httpx.get(f"{base}/api/contents/Stage_2.ipynb").status_code == 403  # no token
     finally:
-        if pid is not None:
-            assert stop_pid(pid)
-        if proc.poll() is None and pid is None:
-            proc.kill()
+        # SIGTERM to `aisci debug` takes its JupyterLab (and its valid token) down with it.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
-    assert not pid_alive(pid)
+        if pid is not None:
+            gone = wait_gone(pid, 20)
+            if not gone:
+                stop_pid(pid)
+    assert pid is not None and gone, "JupyterLab outlived aisci debug after SIGTERM"
 
 
 def test_debug_names_what_is_missing(stack: Stack) -> None:

@@ -37,7 +37,7 @@ from aisci_nb.ops.services import (
 )
 from aisci_nb.queue.submit import submit_hypothesis
 
-from ..conftest import API_KEY, Stack, wait_until
+from ..conftest import UI_AUTH, Stack, wait_until
 
 DRIVER = Path(__file__).resolve().parents[1] / "worker_driver.py"
 # Short leases so that crashes are noticed in seconds.
@@ -277,8 +277,7 @@ def test_cancel_a_running_run_stops_it_within_seconds(stack: Stack, workers: Wor
     kernel = ticking(book, run_id, worker)["pid"]
     time.sleep(1.0)  # a heartbeat or two
     resp = httpx.post(f"{stack.control_plane_url}/api/runs/{run_id}/cancel",
-                      headers={"authorization": f"Bearer {API_KEY}"},
-                      json={"by": "bob", "reason": "changed my mind"})
+                      headers=UI_AUTH, json={"reason": "changed my mind"})
     assert (resp.status_code, resp.json()["status"]) == (202, "CANCEL_REQUESTED")
     asked = time.monotonic()
     run = wait_until(lambda: (r := stack.db.runs.find_one({"_id": run_id}))
@@ -297,7 +296,7 @@ def test_cancel_a_running_run_stops_it_within_seconds(stack: Stack, workers: Wor
     assert any(o.get("output_type") == "error" for o in outputs)
     canceled = wait_until(lambda: stack.db.events.find_one(
         {"runId": run_id, "type": "ai.run.canceled"}), what="ai.run.canceled")
-    assert canceled["data"] == {"run_id": run_id, "by": "bob", "reason": "changed my mind"}
+    assert canceled["data"] == {"run_id": run_id, "by": "owner", "reason": "changed my mind"}
     assert stack.db.events.count_documents({"runId": run_id, "type": "ai.run.heartbeat"}) >= 1
     assert worker.stop() == 0
 

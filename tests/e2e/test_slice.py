@@ -12,7 +12,7 @@ from aisci_nb.contract.idea import example_idea
 from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.worker.telemetry import gpu_name
 
-from ..conftest import API_KEY, BASELINE_ENV, BASELINE_WORKER, S3_SECRET, Stack, wait_until
+from ..conftest import API_KEY, BASELINE_ENV, BASELINE_WORKER, S3_SECRET, UI_AUTH, Stack, wait_until
 
 
 def run_events(stack: Stack, run_id: str) -> list[dict]:
@@ -116,13 +116,13 @@ def test_failing_notebook_reports_and_uploads(stack: Stack) -> None:
 def test_pages_show_counts_and_run(stack: Stack) -> None:
     sub = submit_hypothesis(stack.db, title="page check", idea=example_idea())
     base = stack.control_plane_url
-    index = httpx.get(f"{base}/").text
+    index = httpx.get(f"{base}/", headers=UI_AUTH).text
     assert 'data-status="QUEUED">1<' in index
     assert "page check" in index
-    page = httpx.get(f"{base}/runs/{sub.run_id}")
+    page = httpx.get(f"{base}/runs/{sub.run_id}", headers=UI_AUTH)
     assert page.status_code == 200
     assert "QUEUED" in page.text and "Run enqueued" in page.text
-    assert httpx.get(f"{base}/runs/nope").status_code == 404
+    assert httpx.get(f"{base}/runs/nope", headers=UI_AUTH).status_code == 404
     # The ingest stays closed to callers without a key.
     assert httpx.post(f"{base}/api/ingest/events", content=b"").status_code == 401
     assert httpx.post(f"{base}/api/ingest/events", content=b"",

@@ -20,7 +20,7 @@ from aisci_nb.notebook.outputs import outputs_manifest
 from aisci_nb.settings import Settings
 from aisci_nb.storage.store import LocalStore, S3Store, StorageError
 
-from ..conftest import API_KEY, Stack, wait_until
+from ..conftest import API_KEY, UI_AUTH, UI_TOKEN, Stack, wait_until
 
 MiB = 1024 * 1024
 
@@ -93,17 +93,19 @@ def test_s3_presigned_link(stack: Stack, tmp_path: Path) -> None:
     assert httpx.get(store.presigned_url(stored.key, expires_s=60)).text == "hello"
     stack.db.artifacts.insert_one({"runId": run_id, "key": stored.key})
     link = httpx.get(f"{stack.control_plane_url}/api/runs/{run_id}/artifacts/{stored.key}",
-                     follow_redirects=True)
+                     follow_redirects=True, headers=UI_AUTH)
     assert link.status_code == 200 and link.text == "hello"
-    missing = httpx.get(f"{stack.control_plane_url}/api/runs/{run_id}/artifacts/nope.txt")
+    assert link.headers["content-disposition"] == "attachment"  # never rendered by S3
+    missing = httpx.get(f"{stack.control_plane_url}/api/runs/{run_id}/artifacts/nope.txt",
+                        headers=UI_AUTH)
     assert missing.status_code == 404
 
 
 def test_local_store_presigned_link(stack: Stack, tmp_path: Path) -> None:
     root = tmp_path / "artifacts"
     settings = Settings(_env_file=None, mongodb_url=stack.env["MONGODB_URL"],
-                        artifacts_dir=root)
-    client = TestClient(create_app(settings))
+                        artifacts_dir=root, aisci_ui_token=UI_TOKEN)
+    client = TestClient(create_app(settings), headers=UI_AUTH)
     run_id = new_id()
     key = f"runs/{run_id}/plots/loss.svg"
     (tmp_path / "loss.svg").write_text("<svg/>")
@@ -116,6 +118,11 @@ def test_local_store_presigned_link(stack: Stack, tmp_path: Path) -> None:
     served = client.get(location)
     assert served.status_code == 200 and served.text == "<svg/>"
     assert served.headers["content-type"].startswith("image/svg+xml")
+    # From the control plane's origin, an SVG (or HTML) would run script there: it is a
+    # download, sandboxed, never sniffed.
+    assert served.headers["content-disposition"].startswith("attachment")
+    assert served.headers["content-security-policy"].startswith("sandbox")
+    assert served.headers["x-content-type-options"] == "nosniff"
     assert client.get(location.replace("signature=", "signature=0")).status_code == 403
     assert client.get(location.replace("plots/loss", "plots/other")).status_code == 403
     assert client.get(f"/artifacts/{key}?expires=1&signature=x").status_code == 403

@@ -27,7 +27,7 @@ from aisci_nb.events.spool import Spool
 from aisci_nb.ops.services import free_port, launch_control_plane, stop_pid
 from aisci_nb.queue.submit import submit_hypothesis
 
-from ..conftest import API_KEY, Stack
+from ..conftest import API_KEY, UI_AUTH, Stack
 
 AUTH = {"authorization": f"Bearer {API_KEY}"}
 NDJSON = {**AUTH, "content-type": "application/x-ndjson"}
@@ -131,7 +131,7 @@ def test_out_of_order_batches_project_like_in_order(stack: Stack) -> None:
     nodes = node_states(stack.db, in_order, stage="Stage_1")
     assert [n["node_id"] for n in nodes] == [f"Stage_1-n{i}" for i in range(1, 6)]
     assert nodes[0]["last_event"] == "ai.node.completed" and nodes[0]["metric"] == 0.1
-    page = httpx.get(f"{stack.control_plane_url}/runs/{in_order}").text
+    page = httpx.get(f"{stack.control_plane_url}/runs/{in_order}", headers=UI_AUTH).text
     assert "Stage_1-n5" in page and "0.1, 0.2, 0.3, 0.4, 0.5" in page
 
 
@@ -184,7 +184,7 @@ def test_metrics_count_events_and_queue_depth(stack: Stack) -> None:
     run_id = submit_hypothesis(stack.db, title="m", idea=example_idea()).run_id
     story = run_story(run_id, "test://metrics")
     post(stack, [*story, {"not": "an event"}])
-    text = httpx.get(f"{stack.control_plane_url}/metrics").text
+    text = httpx.get(f"{stack.control_plane_url}/metrics", headers=UI_AUTH).text
     assert 'aisci_runs{status="AWAITING_HUMAN"} 1.0' in text
     assert 'aisci_ingest_events_total{type="ai.run.stage_progress"}' in text
     assert "aisci_ingest_invalid_events_total" in text

@@ -26,7 +26,7 @@ from aisci_nb.settings import WorkerMode
 from aisci_nb.storage.store import open_store
 from aisci_nb.worker.loop import Worker
 
-from ..conftest import API_KEY, Stack, wait_until
+from ..conftest import API_KEY, UI_AUTH, Stack, wait_until
 
 DRIVER = Path(__file__).resolve().parents[1] / "claim_driver.py"
 AUTH = {"authorization": f"Bearer {API_KEY}"}
@@ -188,17 +188,21 @@ def test_cancel_a_queued_run_through_the_api_and_the_cli(stack: Stack, tmp_path:
     second = submit_hypothesis(stack.db, title="cancel me too", idea=idea).run_id
     base = stack.control_plane_url
     assert httpx.post(f"{base}/api/runs/{first}/cancel").status_code == 401
-    resp = httpx.post(f"{base}/api/runs/{first}/cancel", headers=AUTH,
-                      json={"by": "alice", "reason": "wrong idea"})
+    # A worker's ingest key cannot cancel: that is a person's (an operator's) call.
+    assert httpx.post(f"{base}/api/runs/{first}/cancel", headers=AUTH).status_code == 401
+    resp = httpx.post(f"{base}/api/runs/{first}/cancel", headers=UI_AUTH,
+                      json={"reason": "wrong idea"})
     assert (resp.status_code, resp.json()["status"]) == (200, "CANCELED")
     doc = stack.db.runs.find_one({"_id": first})
     assert doc["status"] == "CANCELED" and doc["canceledAt"] is not None
     event = stack.db.events.find_one({"runId": first, "type": "ai.run.canceled"})
-    assert event["data"]["by"] == "alice" and event["data"]["reason"] == "wrong idea"
+    assert event["data"]["by"] == "owner" and event["data"]["reason"] == "wrong idea"
+    audit = stack.db.audit.find_one({"action": "cancel", "target": first})
+    assert audit["user"] == "owner" and audit["detail"]["outcome"] == "CANCELED"
     assert event["seq"] == 2  # after the enqueue event
-    again = httpx.post(f"{base}/api/runs/{first}/cancel", headers=AUTH)
+    again = httpx.post(f"{base}/api/runs/{first}/cancel", headers=UI_AUTH)
     assert again.status_code == 409 and "CANCELED" in again.json()["detail"]
-    assert httpx.post(f"{base}/api/runs/nope/cancel", headers=AUTH).status_code == 404
+    assert httpx.post(f"{base}/api/runs/nope/cancel", headers=UI_AUTH).status_code == 404
 
     env = {**os.environ, **stack.env}
     cli = subprocess.run([sys.executable, "-m", "aisci_nb.ops.cli", "cancel", second, "--reason",

@@ -188,7 +188,12 @@ def test_storage_error_in_the_worker(stack: Stack) -> None:
 
 
 def test_storage_error_in_the_kernel(stack: Stack) -> None:
-    run = run_steps(stack, (PIPELINE_1,), minio_bucket="no-such-bucket")
+    # The kernel holds no S3 credentials: what it registers goes through its outbox, which
+    # the worker uploads; an upload that fails fails the step with the kernel's artifact key.
+    env = stack.env
+    missing = S3Store(env["MINIO_ENDPOINT"], env["MINIO_ACCESS_KEY"], env["MINIO_SECRET_KEY"],
+                      "no-such-bucket")
+    run = run_steps(stack, (PIPELINE_1,), store=missing)
     assert run["errorType"] == "STORAGE_ERROR"
     assert failed_event(stack, run["_id"])["code"] == "STORAGE_ERROR"
     failed = wait_until(lambda: stack.db.events.find_one(

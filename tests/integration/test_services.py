@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from pymongo import MongoClient
+from pymongo.errors import OperationFailure
+
 from aisci_nb.ops.services import free_port, pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +36,18 @@ def test_up_is_idempotent_and_down_stops_exactly_its_pids(tmp_path: Path) -> Non
         assert set(pids) == {"mongod", "s3", "control-plane"}
         env_lines = (tmp_path / ".env").read_text().splitlines()
         assert "OPENAI_API_KEY=sk-test-not-real" in env_lines  # the user's line is kept
-        assert any(ln.startswith("MONGODB_URL=mongodb://127.0.0.1:") for ln in env_lines)
+        assert any(ln.startswith("MONGODB_URL=mongodb://aisci:") for ln in env_lines)
         assert any(ln.startswith("MINIO_ENDPOINT=127.0.0.1:") for ln in env_lines)
+        # Owner-only state, and a mongod that refuses whoever has no password.
+        assert (tmp_path / ".aisci").stat().st_mode & 0o777 == 0o700
+        assert (tmp_path / ".aisci" / "mongo-keyfile").stat().st_mode & 0o777 == 0o400
+        url = next(ln.split("=", 1)[1] for ln in env_lines if ln.startswith("MONGODB_URL="))
+        assert MongoClient(url).get_default_database().command("ping")["ok"] == 1
+        anonymous = MongoClient(f"mongodb://127.0.0.1:{ports[1]}/?directConnection=true",
+                                serverSelectionTimeoutMS=5000)
+        with pytest.raises(OperationFailure, match="requires authentication"):
+            anonymous.ai_scientist.runs.find_one()
+        anonymous.close()
 
         again = aisci(tmp_path, "services", "up", *ports)
         assert again.returncode == 0 and again.stdout.count("running") == 3

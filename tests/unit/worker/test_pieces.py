@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aisci_nb.contract import runtoken
 from aisci_nb.contract.failures import FailureCode
 from aisci_nb.contract.runinfo import API_KEY_ENV
 from aisci_nb.events.emitter import DebugSink, Emitter, RunEmitter
@@ -16,7 +17,7 @@ from aisci_nb.queue.claims import RUNS, Claim
 from aisci_nb.settings import Settings
 from aisci_nb.storage.store import LocalStore
 from aisci_nb.worker import pipelines
-from aisci_nb.worker.kernel_env import kernel_env, secret_values
+from aisci_nb.worker.kernel_env import kernel_env, run_token, secret_values
 from aisci_nb.worker.pipelines import PIPELINES, Pipeline, Step
 from aisci_nb.worker.session import RunSession
 from aisci_nb.worker.step import StepRunner, off_main_thread
@@ -93,7 +94,8 @@ def test_run_info_carries_all_the_plumbing(settings: Settings, tmp_path: Path) -
     info = runner.run_info(claim(), {"Title": "t"}, {}, events)
     assert info.run_id == "run-1" and info.lease_epoch == 4 and info.inputs is None
     assert info.seq_path == str((tmp_path / "work" / "run-1" / "events.seq").resolve())
-    assert info.spool_dir == str((tmp_path / "work" / "spool").resolve())
+    # the kernel's own spool: its leftovers are re-sent under its run token, not the worker key
+    assert info.spool_dir == str((tmp_path / "work" / "run-1" / "kernel-spool").resolve())
     assert info.spool_max_bytes == settings.spool_max_bytes
     assert (info.events_url, info.event_source, info.traceparent) == (
         settings.control_plane_url, "pod://p", "00-a-b-01")
@@ -109,10 +111,15 @@ def test_step_limits_override_the_settings(settings: Settings, tmp_path: Path) -
     assert default.step_timeout_s == settings.step_timeout_s
 
 
-def test_secrets_reach_the_kernel_environment_only(settings: Settings) -> None:
+def test_the_kernel_gets_a_run_token_never_the_worker_key(settings: Settings,
+                                                         tmp_path: Path) -> None:
     assert secret_values(settings) == [SECRET]
-    env = kernel_env(settings)
-    assert env[API_KEY_ENV] == SECRET and env["ARTIFACTS_DIR"].endswith("artifacts")
+    token = run_token(settings, "run-1", 3)
+    env = kernel_env(settings, token, tmp_path / "outbox")
+    assert API_KEY_ENV not in env and SECRET not in "\n".join(env.values())
+    assert env["AISCI_RUN_TOKEN"] == token and env["AISCI_OUTBOX"] == str(tmp_path / "outbox")
+    scope = runtoken.verify(token, [SECRET])
+    assert (scope.run_id, scope.epoch) == ("run-1", 3)
 
 
 def test_off_main_thread_returns_and_raises() -> None:

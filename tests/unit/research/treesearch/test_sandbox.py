@@ -97,3 +97,26 @@ def test_exit_codes_and_truncation(tmp_path: Path) -> None:
     assert r.ok and len(r.output) < 20_000 and "characters cut" in r.output
     assert truncate("abc") == "abc"
     assert os.environ.get("AISCI_TEST_CANARY") is None
+
+
+@pytest.mark.parametrize("kind", [Isolation.UNSHARE, Isolation.NONE])
+def test_fallbacks_run_code_and_keep_limits(kind: Isolation, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where bubblewrap is refused: `unshare -n` (still no network), else limits only."""
+    from aisci_nb.research.treesearch import sandbox
+
+    flags: tuple[str, ...] = ()
+    if kind is Isolation.UNSHARE:
+        flags = next((f for f in (("-n",), ("-r", "-n")) if sandbox._probe(
+            ["unshare", *f, "true"])), ())
+        if not flags:
+            pytest.skip("this machine allows no network namespace")
+    monkeypatch.setattr(sandbox, "detect_isolation", lambda: (kind, flags))
+    ok = run_code("print('ran')", tmp_path / "ok")
+    assert ok.ok and ok.output == "ran\n"
+    mem = run_code("b = bytearray(3 * 1024**3)", tmp_path / "mem", Limits(memory_mb=512))
+    assert mem.reason == "memory"
+    net = run_code("import socket\nprint(socket.if_nameindex())", tmp_path / "net")
+    assert net.ok
+    if kind is Isolation.UNSHARE:  # a fresh namespace holds the loopback device only
+        assert net.output.strip() == "[(1, 'lo')]"
