@@ -7,6 +7,9 @@ missing=()
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 command -v pdflatex >/dev/null || missing+=(texlive-latex-base)
 command -v pdftotext >/dev/null || missing+=(poppler-utils)
+# The web UI's browser tests drive Debian's headless Chromium through chromedriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
     sudo=()

@@ -10,7 +10,7 @@ times, in any order, leaves the same documents:
 - documents with natural keys are upserted, per-event documents are keyed by the event id.
 
 What the event log already answers is derived from it, not copied: a metric's series and
-a search node's state are queries over `events` (see `readmodel.py`).
+a search node's state are queries over `events` (see `readmodel/`).
 
 A batch is compacted per run before it is written: the latest progress of a stage, the
 latest value of a metric and one `lastEventSeq` bump per run, so the number of database
