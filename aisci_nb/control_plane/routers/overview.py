@@ -8,7 +8,6 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ...research.llm import LLMError
 from ..auth import OperatorDep, UserDep
 from ..deps import StateDep
 from ..draft import MAX_NOTES, DraftError, draft
@@ -43,5 +42,5 @@ async def draft_hypothesis(body: DraftRequest, state: StateDep, user: OperatorDe
         return await run_in_threadpool(draft, state.settings, body.notes)
     except DraftError as exc:
         raise HTTPException(422, str(exc)) from None
-    except LLMError as exc:
+    except Exception as exc:  # the provider's errors (auth, outage, budget): not the input's
         raise HTTPException(503, f"the LLM could not draft: {exc}") from None
