@@ -285,6 +285,7 @@ function hypothesisPage() {
     if (st && d.ideation.status) { st.textContent = d.ideation.status; st.className = `status s-${d.ideation.status}`; }
     if (d.ideas.length && d.ideas.length !== $$("#ideas .idea").length) {
       $("#ideas").replaceChildren(...d.ideas.map((idea, i) => ideaCard(idea, i, d.idea_fields, canRun)));
+      $("#ideas-count").textContent = d.ideas.length;
     }
     $("#hypothesis-runs tbody").replaceChildren(...d.runs.map((r) => runRow({ ...r, title: d.hypothesis.title })));
   }, 500);
