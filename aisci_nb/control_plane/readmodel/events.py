@@ -29,10 +29,6 @@ def metric_series(db: Database, run_id: str,
     return out
 
 
-NODE_FIELDS = ("stage", "node_id", "parent_id", "op", "is_buggy", "metric", "exec_time_s",
-               "reason", "gpu", "code_size_bytes")
-
-
 def node_states(db: Database, run_id: str, stage: str | None = None,
                 limit: int | None = None) -> list[dict[str, Any]]:
     """One row per search node: the fields of its events merged in sequence order."""
@@ -41,9 +37,6 @@ def node_states(db: Database, run_id: str, stage: str | None = None,
         match["data.stage"] = stage
     return list(db.events.aggregate([
         {"$match": match},
-        # Only what a node's state is made of: a node's code or output never travels here.
-        {"$project": {"seq": 1, "timestamp": 1, "type": 1,
-                      "data": {f: 1 for f in NODE_FIELDS}}},
         {"$sort": {"seq": 1, "timestamp": 1}},
         {"$group": {"_id": {"stage": "$data.stage", "node": "$data.node_id"},
                     "state": {"$mergeObjects": "$data"},

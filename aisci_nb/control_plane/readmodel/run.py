@@ -7,10 +7,10 @@ from typing import Any
 
 from pymongo.database import Database
 
-from .events import metric_series, node_states
+from .events import metric_series
 
 EVENTS_PER_PAGE = 200
-SERIES_POINTS = 2000
+SERIES_POINTS = 500  # per page; a chart a few hundred pixels wide shows no more
 NODES_MAX = 500
 ARTIFACTS_MAX = 500
 # The events that move a run through its lifecycle: its timeline.
@@ -53,8 +53,9 @@ def run_events(db: Database, run_id: str, *, older: int = 0, level: str | None =
     """The newest `limit` events (skipping `older`), oldest first, and how many match."""
     flt = event_query(run_id, level, type_prefix)
     total = db.events.count_documents(flt)
+    # By seq alone: the (runId, seq) index gives the order, no in-memory sort of the run.
     rows = list(db.events.find(flt, {"batch": 0, "hypothesisId": 0})
-                .sort([("seq", -1), ("timestamp", -1)]).skip(older).limit(limit))[::-1]
+                .sort("seq", -1).skip(older).limit(limit))[::-1]
     return rows, total
 
 
@@ -64,6 +65,25 @@ def timeline(db: Database, run_id: str) -> list[dict[str, Any]]:
             for e in db.events.find({"runId": run_id, "type": {"$in": TIMELINE_TYPES}},
                                     {"type": 1, "timestamp": 1, "seq": 1, "data.to": 1,
                                      "source": 1}).sort("seq", 1).limit(200)]
+
+
+NODE_FIELDS = ("stage", "node_id", "parent_id", "op", "is_buggy", "metric", "exec_time_s",
+               "reason")
+
+
+def node_rows(db: Database, run_id: str, limit: int = NODES_MAX) -> list[dict[str, Any]]:
+    """Each search node's fields folded in sequence order (as `events.node_states`), reading
+    only the fields the tree draws: a node's code and output stay in its journal."""
+    return list(db.events.aggregate([
+        {"$match": {"runId": run_id, "type": {"$regex": "^ai\\.node\\."}}},
+        {"$project": {"seq": 1, "type": 1, "data": {f: 1 for f in NODE_FIELDS}}},
+        {"$sort": {"seq": 1}},
+        {"$group": {"_id": {"stage": "$data.stage", "node": "$data.node_id"},
+                    "state": {"$mergeObjects": "$data"}, "last_event": {"$last": "$type"}}},
+        {"$replaceWith": {"$mergeObjects": ["$state", {"last_event": "$last_event"}]}},
+        {"$sort": {"stage": 1, "node_id": 1}},
+        {"$limit": limit},
+    ]))
 
 
 def tree(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,5 +133,5 @@ def run_detail(db: Database, run_id: str, *, older: int = 0, level: str | None =
         "run": run, "hypothesis": hypothesis, "stages": stages, "timeline": timeline(db, run_id),
         "events": events, "events_total": total, "older": older,
         "artifacts": artifacts, "series": metric_series(db, run_id, limit=SERIES_POINTS),
-        "tree": tree(node_states(db, run_id, limit=NODES_MAX)), "validations": validations,
+        "tree": tree(node_rows(db, run_id)), "validations": validations,
     }
