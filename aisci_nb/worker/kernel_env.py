@@ -52,3 +52,29 @@ def kernel_env(s: Settings, token: str | None = None, outbox: Path | None = None
     if outbox is not None:
         env[OUTBOX_ENV] = str(outbox)
     return env
+
+
+class KernelSpoolSink:
+    """Re-sends what a dead kernel left in its spool, each line under a run token for that
+    line's own run and lease epoch: never under the worker's key, since the kernel (code we
+    do not trust) wrote those lines. A line of another run is refused by the ingest."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def send(self, lines: list[bytes]) -> None:
+        import orjson
+
+        from ..events.emitter import HttpSink
+
+        groups: dict[tuple[str, int], list[bytes]] = {}
+        for line in lines:
+            try:
+                event = orjson.loads(line)
+                key = (str(event["data"]["run_id"]), int(event.get("leaseepoch") or 0))
+            except (ValueError, KeyError, TypeError):
+                key = ("", 0)  # unreadable: sent without a token, refused as such
+            groups.setdefault(key, []).append(line)
+        for (run_id, epoch), group in groups.items():
+            token = run_token(self.settings, run_id, epoch) if run_id else None
+            HttpSink(self.settings.control_plane_url, token).send(group)

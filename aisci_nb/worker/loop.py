@@ -38,7 +38,7 @@ from ..runtime.execute import StepHandle
 from ..settings import Settings, WorkerMode
 from ..storage.store import ArtifactStore
 from . import run
-from .kernel_env import secret_values
+from .kernel_env import KernelSpoolSink, secret_values
 from .pipelines import EXPERIMENT, NOTEBOOKS_DIR, Step
 from .session import RunSession
 from .step import StepFn, StepRunner, run_dir
@@ -66,6 +66,7 @@ class Worker:
     clock: Callable[[], float] = time.monotonic
     emitter: Emitter = field(init=False)
     scrubber: Scrubber = field(init=False)
+    kernel_spools: list[Emitter] = field(init=False, default_factory=list)
     _stopping: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _session: RunSession | None = field(default=None, init=False, repr=False)
 
@@ -78,6 +79,15 @@ class Worker:
                                    self.spool_dir, max_bytes=self.settings.spool_max_bytes),
                                scrubber=self.scrubber)
         self.emitter.adopt_orphans()
+        # What kernels of earlier processes could not deliver (a control plane outage), each
+        # line under a token for its own run and epoch, in the background like the rest.
+        for spool_dir in sorted(self.settings.work_dir.resolve().glob("*/kernel-spool")):
+            emitter = Emitter(KernelSpoolSink(self.settings), source=self.source,
+                              spool=Spool(spool_dir), scrubber=self.scrubber)
+            if emitter.adopt_orphans():
+                self.kernel_spools.append(emitter)
+            else:
+                emitter.close(timeout_s=1)
         self.runner = StepRunner(self.settings, self.db, self.store, self.notebooks_dir,
                                  self.source, scrubber=self.scrubber)
         if self.run_step is None:
@@ -170,6 +180,8 @@ class Worker:
         finally:
             reaper.stop()
             self.emitter.close(timeout_s=self.settings.emit_flush_timeout_s)
+            for emitter in self.kernel_spools:
+                emitter.close(timeout_s=self.settings.emit_flush_timeout_s)
         return done
 
     # -- one claimed document ------------------------------------------------------------

@@ -22,7 +22,7 @@ from ..contract.runinfo import PARAMETER as RUN_INFO
 from ..contract.runinfo import RunInfo
 from ..contract.scrub import Scrubber
 from ..db import utcnow
-from ..events.emitter import Emitter, HttpSink, RunEmitter
+from ..events.emitter import Emitter, RunEmitter
 from ..events.spool import Spool
 from ..queue import claims
 from ..queue.dbretry import with_db_retry
@@ -30,7 +30,7 @@ from ..runtime.execute import Limits, StepError, StepHandle, StepResult, execute
 from ..settings import Settings
 from ..storage.outbox import Drainer
 from ..storage.store import ArtifactStore, StorageError, StoredObject
-from .kernel_env import kernel_env, run_token, secret_values
+from .kernel_env import KernelSpoolSink, kernel_env, run_token, secret_values
 from .pipelines import Step
 from .session import RunSession
 from .stepio import fetch_inputs, read_outputs
@@ -235,8 +235,7 @@ class StepRunner:
         spool_dir = run_dir(self.settings, claim) / "kernel-spool"
         if session.lost or not spool_dir.is_dir():
             return
-        token = run_token(self.settings, claim.run_id, claim.epoch)
-        emitter = Emitter(HttpSink(self.settings.control_plane_url, token), source=self.source,
+        emitter = Emitter(KernelSpoolSink(self.settings), source=self.source,
                           spool=Spool(spool_dir), scrubber=self.scrubber)
         if emitter.adopt_orphans():
             emitter.flush(timeout_s=self.settings.emit_flush_timeout_s)
