@@ -22,6 +22,12 @@ INDEXES: dict[str, list[IndexModel]] = {
         # The UI: newest runs first, and what each pod holds.
         IndexModel([("createdAt", DESCENDING)]),
         IndexModel([("claimedBy", ASCENDING), ("status", ASCENDING)]),
+        # The runs page's filters, each newest first (a page is read straight off an index).
+        IndexModel([("status", ASCENDING), ("createdAt", DESCENDING)]),
+        IndexModel([("hypothesisId", ASCENDING), ("createdAt", DESCENDING)]),
+        IndexModel([("pod.id", ASCENDING), ("createdAt", DESCENDING)]),
+        # Workers seen recently (the overview).
+        IndexModel([("lastHeartbeat", DESCENDING)]),
     ],
     "ideation_requests": [
         IndexModel([("status", ASCENDING), ("priority", DESCENDING), ("createdAt", ASCENDING)]),
@@ -32,13 +38,16 @@ INDEXES: dict[str, list[IndexModel]] = {
     # Event ids are unique per source: `_id` is the event id; the ingest tells a replay
     # (same source) from a clash (another source) when the insert hits it.
     "events": [IndexModel([("runId", ASCENDING), ("seq", ASCENDING)]),
-               IndexModel([("runId", ASCENDING), ("type", ASCENDING), ("seq", ASCENDING)])],
+               IndexModel([("runId", ASCENDING), ("type", ASCENDING), ("seq", ASCENDING)]),
+               # Live pages' polling fallback and the events-per-second chart.
+               IndexModel([("receivedAt", ASCENDING)])],
     "stages": [IndexModel([("runId", ASCENDING), ("name", ASCENDING)], unique=True)],
     "llm_calls": [IndexModel([("runId", ASCENDING)])],
     # Signatures seen recently: a replay inside the accepted clock skew is refused.
     "ingest_signatures": [IndexModel([("at", ASCENDING)], expireAfterSeconds=900)],
     "artifacts": [IndexModel([("runId", ASCENDING), ("key", ASCENDING)], unique=True)],
     "hypotheses": [IndexModel([("createdAt", DESCENDING)])],
+    "validations": [IndexModel([("runId", ASCENDING)])],
 }
 
 

@@ -14,6 +14,9 @@ command -v kpsewhich >/dev/null && kpsewhich booktabs.sty >/dev/null \
     || missing+=(texlive-latex-recommended)
 command -v kpsewhich >/dev/null && kpsewhich utmr8a.pfb >/dev/null \
     || missing+=(texlive-fonts-recommended)
+# The web UI's browser tests drive Debian's headless Chromium through chromedriver.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -eq 0 ]; then
     sudo=()

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..db import connect, ensure_indexes
@@ -21,10 +21,12 @@ from .deps import State
 from .eventlog import migrate_event_ids
 from .hypotheses_api import router as hypotheses_router
 from .ingest import router as ingest_router
+from .live import Broadcaster
 from .login import router as login_router
 from .metrics import IngestMetrics
-from .pages import router as pages_router
+from .pages import STATIC_DIR
 from .projection import Projector
+from .routers import files, hypotheses, live, overview, runs, stats, validations
 from .runs_api import router as runs_router
 from .security import SecurityHeaders
 from .validations_api import router as validations_router
@@ -40,6 +42,7 @@ PUBLIC_ROUTES = {
     ("GET", "/metrics"): "its own token (METRICS_TOKEN) or a person's API token",
     ("GET", "/artifacts/{key:path}"): "the local store's presigned links: the signature is "
                                       "the credential",
+    ("GET", "/static"): "the pages' own CSS and JavaScript (no data)",
     ("POST", "/api/ingest/event"): "worker keys, run tokens or HMAC (deps.require_ingest_auth)",
     ("POST", "/api/ingest/events"): "worker keys, run tokens or HMAC (deps.require_ingest_auth)",
 }
@@ -73,15 +76,18 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.aisci = State(settings, db, projector, metrics)
     app.state.store = open_store(settings)
     app.add_middleware(IngestBodyLimit)
+    app.state.live = Broadcaster(db)
     app.add_middleware(SecurityHeaders, hsts=settings.control_plane_url.startswith("https"))
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts or ["*"])
     app.include_router(ingest_router)
     app.include_router(login_router)
-    app.include_router(pages_router)
+    for module in (overview, runs, files, hypotheses, validations, stats, live):
+        app.include_router(module.router)
     app.include_router(artifacts_router)
     app.include_router(runs_router)
     app.include_router(validations_router)
     app.include_router(hypotheses_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(SignInRequired)
     def sign_in(request: Request, exc: SignInRequired) -> Response:
@@ -89,13 +95,6 @@ def create_app(settings: Settings) -> FastAPI:
             return RedirectResponse(login_redirect(request), status_code=303)
         return JSONResponse({"detail": exc.reason}, status_code=401,
                             headers={"WWW-Authenticate": "Bearer"})
-
-    @app.get("/metrics", include_in_schema=False)
-    def prometheus(request: Request) -> Response:
-        if not metrics_allowed(request, app.state.aisci):
-            return JSONResponse({"detail": "send Authorization: Bearer <METRICS_TOKEN>"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

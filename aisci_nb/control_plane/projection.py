@@ -22,7 +22,7 @@ projected alone and the ones that still fail are reported (`Projector.project` r
 them), so the sender is told and the rest of the batch lands.
 
 What the event log already answers is derived from it, not copied: a metric's series and
-a search node's state are queries over `events` (see `readmodel.py`).
+a search node's state are queries over `events` (see `readmodel/`).
 
 A batch is compacted per run before it is written: the latest progress of a stage, the
 latest value of a metric and one `lastEventSeq` bump per run, so the number of database

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-PAGE_CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+# Pages run only their own scripts from /static (no inline script), talk only to this origin
+# (fetch and server-sent events), and frame only this origin's sandboxed notebook HTML,
+# figures and PDFs.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+            "base-uri 'none'")
 # Swagger UI loads its script from a CDN and starts it inline: only on the docs page.
 DOCS_CSP = ("default-src 'none'; script-src https://cdn.jsdelivr.net 'unsafe-inline'; "
             "style-src https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: "
@@ -35,7 +39,9 @@ class SecurityHeaders:
                 extra = {b"content-security-policy": csp.encode(),
                          b"x-content-type-options": b"nosniff",
                          b"x-frame-options": b"DENY",
-                         b"referrer-policy": b"no-referrer",
+                         # Not "no-referrer": with it a browser's same-origin form post says
+                         # `Origin: null`, which the CSRF check must refuse (sign-in broke).
+                         b"referrer-policy": b"same-origin",
                          b"cross-origin-opener-policy": b"same-origin"}
                 if self.hsts or scope.get("scheme") == "https":
                     extra[b"strict-transport-security"] = b"max-age=31536000"

@@ -108,7 +108,8 @@ def load_idea(w: Worker, claim: claims.Claim) -> dict:
     hyp = with_db_retry(w.db.hypotheses.find_one, {"_id": hyp_id}) if hyp_id else None
     if hyp is None:
         raise LookupError(f"run {claim.run_id}: hypothesis {hyp_id!r} not found")
-    idea = hyp.get("ideaJson")
+    # A run queued for one of the hypothesis's ideas ("run this idea") carries it.
+    idea = claim.run.get("idea") or hyp.get("ideaJson")
     if not isinstance(idea, dict):
         raise ValueError(f"hypothesis {hyp_id}: ideaJson is missing or not an object")
     return idea

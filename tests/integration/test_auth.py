@@ -311,10 +311,13 @@ def test_security_headers_and_trusted_hosts(stack: Stack) -> None:
     c = client(stack, trusted_hosts=["testserver", "cp.example.org"])
     page = c.get("/login")
     csp = page.headers["content-security-policy"]
-    assert "frame-ancestors 'none'" in csp and "script-src" not in csp  # no script at all
+    # Only the pages' own script files (issue 14's UI): no inline script, no other origin.
+    assert "frame-ancestors 'none'" in csp and "script-src 'self';" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     assert "default-src 'none'" in csp
     assert page.headers["x-content-type-options"] == "nosniff"
-    assert page.headers["referrer-policy"] == "no-referrer"
+    # Nothing leaks to other origins; same-origin posts keep a real Origin (CSRF check).
+    assert page.headers["referrer-policy"] == "same-origin"
     assert page.headers["x-frame-options"] == "DENY"
     assert c.get("/healthz", headers={"host": "evil.example"}).status_code == 400
     assert c.get("/healthz", headers={"host": "cp.example.org"}).status_code == 200
