@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def stages(root: Path) -> None:
             return str(path)
 
     settings = TreeSearchSettings()
-    llm = LLM({"*": (ScriptedProvider(settings.llm_script), "scripted")})
+    llm = LLM({"*": (ScriptedProvider(os.environ.get("LLM_SCRIPT", "default")), "scripted")})
     journal = data = None
     started = time.perf_counter()
     for stage in ("Stage_1", "Stage_2", "Stage_3", "Stage_4"):

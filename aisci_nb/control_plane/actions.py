@@ -11,7 +11,7 @@ from pymongo.database import Database
 from ..contract.envelope import make_event
 from ..contract.lifecycle import TERMINAL
 from ..queue.claims import new_run_document
-from .eventlog import finish_batch, insert_events
+from .eventlog import insert_events
 from .readmodel.hypotheses import ideas_of
 
 
@@ -27,7 +27,7 @@ def _enqueue(db: Database, run: dict[str, Any], by: str) -> dict[str, Any]:
                                            "priority": run["priority"]},
                        source=f"controlplane://{socket.gethostname()}", seq=1)
     # The run document already says what this event would project; store it as projected.
-    finish_batch(db, insert_events(db, [event]))
+    insert_events(db, [event], durable=True)
     return run
 
 

@@ -15,7 +15,7 @@ from ..settings import Settings
 from ..storage.store import S3Store, open_store
 from . import accounts
 from .artifacts import router as artifacts_router
-from .auth import SignInRequired, UserDep, login_redirect, metrics_allowed, wants_html
+from .auth import SignInRequired, UserDep, login_redirect, wants_html
 from .bodylimit import IngestBodyLimit
 from .deps import State
 from .eventlog import migrate_event_ids

@@ -10,7 +10,8 @@ import json
 import re
 from typing import Any
 
-from ..research.llm import LLM, Message, ScriptedProvider
+from ..research.llm import LLM, Message
+from ..research.llm.routing import build_llm
 from ..settings import Settings
 
 MAX_NOTES = 50_000
@@ -38,20 +39,10 @@ def parse_draft(text: str) -> dict[str, str]:
     return {"title": title.strip()[:300], "hypothesis": hypothesis.strip()[:20_000]}
 
 
-def default_llm(settings: Settings) -> LLM:
-    """The LLM the settings route role `ideation` to (issue 10's routing), or, where that
-    layer is not there, the offline scripted provider."""
-    try:
-        from ..research.llm.routing import build_llm
-    except ImportError:
-        return LLM({"*": (ScriptedProvider("default"), "scripted")})
-    return build_llm(settings)
-
-
 def draft(settings: Settings, notes: str, llm: LLM | None = None) -> dict[str, Any]:
     """{title, hypothesis, model}; DraftError when the answer holds no draft (the provider's
     own errors pass through)."""
-    llm = llm or default_llm(settings)
+    llm = llm or build_llm(settings)  # role `ideation`'s model; scripted without a key
     answer = llm.chat("ideation", [Message("system", PROMPT),
                                    Message("user", notes[:MAX_NOTES])], json_output=True)
     return {**parse_draft(answer.text), "model": answer.model}

@@ -2,14 +2,16 @@
 
 A hypothesis is created with its ideation request (`ideation: true`, the default) or with
 its first run (`ideation: false`, an idea given as `ideaJson`), in one transaction either
-way. It changes what runs, so it takes the same bearer keys as the ingest and the cancel.
+way. Creating is for operators (the UI's form with its session and CSRF token, or a
+personal API token) and lands in the audit trail; reading, for anyone signed in. Worker keys
+and run tokens can do neither.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,9 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..contract.idea import InvalidIdea, validate_idea
 from ..queue.submit import MAX_IDEAS, MAX_REFLECTIONS, submit_for_ideation, submit_hypothesis
-from .deps import StateDep, require_ingest_auth
+from .accounts import audit
+from .auth import OperatorDep, UserDep
+from .deps import StateDep
 
-router = APIRouter(prefix="/api/hypotheses", dependencies=[Depends(require_ingest_auth)])
+router = APIRouter(prefix="/api/hypotheses", tags=["hypotheses"])
 
 
 class NewHypothesis(BaseModel):
@@ -34,11 +38,12 @@ class NewHypothesis(BaseModel):
     numIdeas: int = Field(1, ge=1, le=MAX_IDEAS)
     autoRun: bool = Field(False, description="run the first idea when ideation completes")
     priority: int = Field(0, ge=-1000, le=1000)
+    region: str | None = Field(None, max_length=100, description="only workers of this region")
     createdBy: str | None = Field(None, max_length=200)
 
 
 @router.post("", status_code=201)
-async def create(body: NewHypothesis, state: StateDep) -> JSONResponse:
+async def create(body: NewHypothesis, state: StateDep, user: OperatorDep) -> JSONResponse:
     """201 with the hypothesis and its ideation request (or run); 422 on a bad body."""
     idea = None
     if body.ideaJson is not None:
@@ -46,12 +51,15 @@ async def create(body: NewHypothesis, state: StateDep) -> JSONResponse:
             idea = validate_idea(body.ideaJson, where="ideaJson")
         except InvalidIdea as exc:
             raise HTTPException(422, str(exc)) from None
-    by = body.createdBy or "api"
+    by = f"{body.createdBy} ({user.name})" if body.createdBy else user.name
     if not body.ideation:
         if idea is None:
             raise HTTPException(422, "ideaJson is required when ideation is false")
         done = await run_in_threadpool(submit_hypothesis, state.db, title=body.title,
-                                       idea=idea, priority=body.priority, created_by=by)
+                                       idea=idea, priority=body.priority, created_by=by,
+                                       region=body.region)
+        await run_in_threadpool(audit, state.db, user, "create_hypothesis",
+                                done.hypothesis_id, run_id=done.run_id)
         return JSONResponse({"hypothesis_id": done.hypothesis_id, "run_id": done.run_id,
                              "status": "QUEUED"}, status_code=201)
     text = body.idea or (idea or {}).get("Short Hypothesis")
@@ -60,13 +68,15 @@ async def create(body: NewHypothesis, state: StateDep) -> JSONResponse:
     done = await run_in_threadpool(
         submit_for_ideation, state.db, title=body.title, idea_text=text, topic=body.topic,
         idea=idea, reflections=body.reflections, num_ideas=body.numIdeas,
-        auto_run=body.autoRun, priority=body.priority, created_by=by)
+        auto_run=body.autoRun, priority=body.priority, created_by=by, region=body.region)
+    await run_in_threadpool(audit, state.db, user, "create_hypothesis", done.hypothesis_id,
+                            request_id=done.request_id)
     return JSONResponse({"hypothesis_id": done.hypothesis_id, "request_id": done.request_id,
                          "ideation": {"status": "QUEUED"}}, status_code=201)
 
 
 @router.get("/{hypothesis_id}")
-async def get(hypothesis_id: str, state: StateDep) -> JSONResponse:
+async def get(hypothesis_id: str, state: StateDep, user: UserDep) -> JSONResponse:
     """The hypothesis with its ideation state and ideas (what the UI polls)."""
     doc = await run_in_threadpool(state.db.hypotheses.find_one, {"_id": hypothesis_id})
     if doc is None:

@@ -17,10 +17,11 @@ from aisci_nb.settings import WorkerMode
 from aisci_nb.storage.store import open_store
 from aisci_nb.worker.loop import Worker
 
-from ..conftest import API_KEY, BASELINE_WORKER, ROOT, Stack, wait_until
+from ..conftest import API_KEY, BASELINE_WORKER, ROOT, UI_AUTH, Stack, wait_until
 from ..unit.research.ideation.test_literature import FakeS2
 
-AUTH = {"authorization": f"Bearer {API_KEY}"}
+AUTH = UI_AUTH  # an operator: creating hypotheses is a person's action
+WORKER_AUTH = {"authorization": f"Bearer {API_KEY}"}
 FORM = {"title": "MLP width on noisy two-moons",
         "idea": "Wider one-hidden-layer MLPs generalise better until label noise dominates.",
         "topic": "# Workshop: small models, careful science\nCheap, well-controlled studies.",
@@ -35,6 +36,9 @@ def ideation_worker(stack: Stack, **settings: object) -> Worker:
 def test_ideation_end_to_end_then_the_first_idea_runs(stack: Stack) -> None:
     base = stack.control_plane_url
     assert httpx.post(f"{base}/api/hypotheses", json=FORM).status_code == 401
+    # a worker's key is no person's: it cannot create work
+    assert httpx.post(f"{base}/api/hypotheses", headers=WORKER_AUTH,
+                      json=FORM).status_code in (401, 403)
     bad = httpx.post(f"{base}/api/hypotheses", headers=AUTH, json={**FORM, "reflections": 0})
     assert bad.status_code == 422 and "reflections" in bad.text
     no_idea = httpx.post(f"{base}/api/hypotheses", headers=AUTH, json={"title": "t"})

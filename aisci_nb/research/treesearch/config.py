@@ -3,7 +3,7 @@ the variables, upper-cased): iteration limits per stage, parallel nodes, the nod
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .policy import PolicyConfig
@@ -27,9 +27,6 @@ class TreeSearchSettings(BaseSettings):
     node_timeout_s: float = Field(600, gt=0, description="wall-clock seconds per node")
     node_memory_mb: int | None = Field(8192, gt=0, description="memory per node (MiB)")
     node_cpu_s: float | None = Field(None, gt=0, description="CPU seconds per node")
-    llm_script: str = Field("default", validation_alias=AliasChoices("LLM_SCRIPT",
-                                                                     "llm_script"),
-                            description="the scripted provider's script (offline runs)")
 
     def max_iterations(self, stage_number: int) -> int:
         return int(getattr(self, f"stage{stage_number}_max_iterations"))

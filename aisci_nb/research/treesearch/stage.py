@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import MissingInput
-from ..llm import LLM, ScriptedProvider
+from ..llm import LLM, llm_for
 from .agent import Agent
 from .config import TreeSearchSettings
 from .journal import Journal
@@ -67,11 +67,6 @@ class ContextObserver:
         return stored.key
 
 
-def default_llm(settings: TreeSearchSettings) -> LLM:
-    """The scripted provider until the LLM settings (issue 10's `llm_for`) are wired in."""
-    return LLM({"*": (ScriptedProvider(settings.llm_script), "scripted")})
-
-
 def search_config(stage: str, settings: TreeSearchSettings) -> SearchConfig:
     return SearchConfig(max_iterations=settings.max_iterations(spec_for(stage).number),
                         num_workers=settings.num_workers, policy=settings.policy(),
@@ -95,7 +90,7 @@ def run_stage(ctx: Any, stage: str, *, journal: Path | None = None,
         inherited = previous.best_node
         if inherited is None:
             raise ValueError(f"the journal of {previous.stage} names no best node")
-    agent = Agent(llm or default_llm(settings), ctx.idea or {}, spec, cfg.metric,
+    agent = Agent(llm or llm_for(ctx), ctx.idea or {}, spec, cfg.metric,
                   cfg.limits.wall_s)
     search = TreeSearch(spec, agent, cfg, workdir or Path("treesearch") / stage,
                         ContextObserver(ctx), inherited=inherited, inherited_data=best_data)
