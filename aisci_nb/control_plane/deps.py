@@ -24,7 +24,7 @@ from .projection import Projector
 
 MAX_SKEW_S = 300
 _STAMP = re.compile(r"^[0-9]{1,12}$")  # ASCII only: "²".isdigit() is True, int("²") fails
-_SIGNATURE = re.compile(r"^sha256=[0-9a-f]{64}$")
+_SIGNATURE = re.compile(r"^v2=[0-9a-f]{64}$")
 
 
 @dataclass
@@ -114,7 +114,7 @@ async def _check_signature(request: Request, state: State, keys: list[str],
     if not _STAMP.match(stamp):
         raise _refuse("missing or malformed X-Aisci-Timestamp (unix seconds)", "HMAC")
     if not _SIGNATURE.match(signature):
-        raise _refuse("malformed X-Aisci-Signature (sha256=<64 hex digits>)", "HMAC")
+        raise _refuse("malformed X-Aisci-Signature (v2=<64 hex digits>)", "HMAC")
     skew = abs(time.time() - int(stamp))
     if skew > MAX_SKEW_S:
         raise _refuse(f"signature expired: timestamp is {skew:.0f}s off (limit {MAX_SKEW_S}s)",

@@ -443,7 +443,7 @@ def test_a_failing_projection_is_isolated_to_its_event(stack: Stack) -> None:
     assert stack.db.runs.find_one({"_id": bad_run})["lastEventSeq"] == 3  # its log projected
     flagged = stack.db.events.find_one({"_id.id": batch[1]["id"]})
     assert "stageState" in flagged["projectionError"]
-    metrics = httpx.get(f"{stack.control_plane_url}/metrics").text
+    metrics = httpx.get(f"{stack.control_plane_url}/metrics", headers=UI_AUTH).text
     assert "aisci_ingest_projection_errors_total 1.0" in metrics
 
 
