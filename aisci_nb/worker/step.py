@@ -108,7 +108,9 @@ class StepRunner:
                 "attempt": claim.run.get("attempt"), "epoch": claim.epoch, "pod": self.pod_id}):
             session.lease.lost.set()
             return None
-        drainer = Drainer(run_dir(self.settings, claim) / "outbox", (f"runs/{claim.run_id}/",),
+        # A run's artifacts live under runs/{id}/, an ideation request's under ideation/{id}/.
+        prefix = "ideation" if claim.kind is claims.IDEATION else "runs"
+        drainer = Drainer(run_dir(self.settings, claim) / "outbox", (f"{prefix}/{claim.run_id}/",),
                           self.store, self.scrubber, session.emit)
         publish = self._publisher(session, step, drainer)
         try:

@@ -22,7 +22,7 @@ from aisci_nb.research.llm import Usage
 from aisci_nb.research.llm.pricing import cost_usd
 from aisci_nb.worker.telemetry import gpu_name
 
-from ..conftest import ROOT, Stack
+from ..conftest import ROOT, UI_AUTH, Stack
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SCRIPT = Path(__file__).resolve().parents[1] / "llm_scripts" / "usage.json"
@@ -91,14 +91,14 @@ def test_usage_totals_on_run_metrics_and_page(stack: Stack) -> None:
         sum(run["gpuUsage"]["byStep"].values()), abs=0.01)
     assert run["gpuUsage"]["seconds"] > 0 and len(run["gpuUsage"]["byStep"]) == 2
 
-    metrics = httpx.get(f"{stack.control_plane_url}/metrics").text
+    metrics = httpx.get(f"{stack.control_plane_url}/metrics", headers=UI_AUTH).text
     cost = re.search(r'aisci_llm_cost_usd_total\{model="claude-sonnet-4-5",'
                      r'provider="scripted"\} (\S+)', metrics)
     assert cost and float(cost.group(1)) == pytest.approx(2 * price("code"))
     assert re.search(r'aisci_llm_tokens_total\{kind="input",model="gpt-5-mini",'
                      r'provider="scripted"\} 5000\.0', metrics)
 
-    page = httpx.get(f"{stack.control_plane_url}/runs/{sub.run_id}").text
+    page = httpx.get(f"{stack.control_plane_url}/runs/{sub.run_id}", headers=UI_AUTH).text
     assert 'id="llm-by-model"' in page and "claude-sonnet-4-5" in page
     assert f"{u['costUsd']:.4f}" in page
 

@@ -20,7 +20,7 @@ from aisci_nb.contract.tolerant import metric_number
 from aisci_nb.control_plane.readmodel import metric_series, node_states
 from aisci_nb.queue.submit import submit_hypothesis
 
-from ..conftest import API_KEY, Stack
+from ..conftest import API_KEY, UI_AUTH, Stack
 
 NDJSON = {"authorization": f"Bearer {API_KEY}", "content-type": "application/x-ndjson"}
 
@@ -108,7 +108,7 @@ def test_the_replaced_systems_events_are_kept_and_projected(stack: Stack) -> Non
     assert stored["dataAsSent"]["sha256"] == "sha256-placeholder"
     assert stored["warnings"][0]["field"] == "sha256"
     assert stored["seq"] == 13
-    page = httpx.get(f"{stack.control_plane_url}/runs/{run_id}")
+    page = httpx.get(f"{stack.control_plane_url}/runs/{run_id}", headers=UI_AUTH)
     assert page.status_code == 200 and "Stage_2" in page.text
 
 
