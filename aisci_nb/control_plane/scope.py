@@ -35,6 +35,11 @@ def _artifact_ok(e: Event) -> bool:
     return key.startswith(artifact_prefixes(e.run_id)) and ".." not in parts and "" not in parts
 
 
+def _reports_the_wait(e: Event) -> bool:
+    """The worker's own report that it handed the run to people: it decides nothing."""
+    return e.type == "ai.run.status_changed" and e.data.get("to") in HUMAN_TURN
+
+
 def refusals(db: Database, principal: IngestPrincipal, events: list[Event]) -> dict[int, str]:
     """index -> reason for each event this sender may not send; the others may go on."""
     out: dict[int, str] = {}
@@ -62,7 +67,7 @@ def refusals(db: Database, principal: IngestPrincipal, events: list[Event]) -> d
         if e.type == "ai.run.status_changed" and e.data.get("to") in HUMAN_ONLY:
             out[i] = f"{e.data.get('to')} is a person's verdict, never accepted from ingest"
         elif e.type in STATUS_TYPES and current.get(e.run_id or "", {}).get(
-                "status") in HUMAN_TURN:
+                "status") in HUMAN_TURN and not _reports_the_wait(e):
             out[i] = f"run {e.run_id} awaits its human review: only a person may decide it"
         elif e.type in ARTIFACT_TYPES and not _artifact_ok(e):
             out[i] = (f"artifact key {e.data.get('key')!r} is outside runs/{e.run_id}/ "

@@ -19,14 +19,15 @@ from aisci_nb.queue.submit import submit_hypothesis
 from aisci_nb.worker.loop import Worker
 from aisci_nb.worker.pipelines import PAPER_STEPS, PIPELINE_STEP_NAMES, Step
 
-from ..conftest import API_KEY, Stack, wait_until
+from ..conftest import API_KEY, UI_AUTH, Stack, wait_until
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 FIXTURE_STAGES = tuple(Step(f"Stage_{i}", "fixture_stage.ipynb", "fixture stage outputs")
                        for i in range(1, 5))
 PIPELINE = FIXTURE_STAGES + tuple(replace(s, notebook=f"../../notebooks/{s.notebook}")
                                   for s in PAPER_STEPS)
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
+AUTH = UI_AUTH  # reruns and verdicts are an operator's
+WORKER_AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def run_once(stack: Stack) -> None:
@@ -75,6 +76,9 @@ def test_paper_review_then_rerun_then_a_human_verdict(stack: Stack) -> None:
     url = f"{stack.control_plane_url}/api"
     assert httpx.post(f"{url}/validations/{run_id}/human", json={"verdict": "pass"}
                       ).status_code == 401
+    # ... a person's: a worker's key decides nothing
+    assert httpx.post(f"{url}/validations/{run_id}/human", json={"verdict": "pass"},
+                      headers=WORKER_AUTH).status_code in (401, 403)
     # re-run from the writeup: earlier steps are reused, not executed again
     assert httpx.post(f"{url}/runs/{run_id}/rerun", json={"from": "Nowhere"},
                       headers=AUTH).status_code == 422
@@ -103,7 +107,8 @@ def test_paper_review_then_rerun_then_a_human_verdict(stack: Stack) -> None:
     assert done["status"] == "HUMAN_VALIDATED" and done["humanValidation"]["verdict"] == "pass"
     human = stack.db.validations.find_one({"runId": run_id, "kind": "human"})
     assert human["verdict"] == "pass" and human["notes"] == "figures check out"
-    assert human["createdBy"].startswith("Ada (api-key:") and API_KEY not in human["createdBy"]
+    assert human["createdBy"] == "Ada (owner)" and API_KEY not in human["createdBy"]
+    assert stack.db.audit.find_one({"action": "validate", "target": run_id})["user"] == "owner"
     assert human["createdAt"] is not None
     assert httpx.post(f"{url}/validations/{run_id}/human", json={"verdict": "fail"},
                       headers=AUTH).status_code == 409

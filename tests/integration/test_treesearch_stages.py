@@ -27,7 +27,9 @@ FAST = {"TREESEARCH_STAGE1_MAX_ITERATIONS": "3", "TREESEARCH_STAGE2_MAX_ITERATIO
         "TREESEARCH_STAGE3_MAX_ITERATIONS": "1", "TREESEARCH_STAGE4_MAX_ITERATIONS": "2",
         "TREESEARCH_NUM_DRAFTS": "1",
         "TREESEARCH_NUM_WORKERS": "2", "TREESEARCH_SEEDS": "2",
-        "TREESEARCH_NODE_TIMEOUT_S": "240", "OPENAI_API_KEY": "sk-" + S3_SECRET}
+        "TREESEARCH_NODE_TIMEOUT_S": "240",
+        # a key the sandboxed code must never see; the recorded script answers regardless
+        "OPENAI_API_KEY": "sk-" + S3_SECRET, "LLM_OFFLINE": "true"}
 
 
 def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
