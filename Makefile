@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The whole pipeline offline: ideation, four stages, plots, paper, review (AWAITING_HUMAN).
 demo: install
-	$(BIN)/aisci demo
+	$(BIN)/aisci demo --ideation
 
 # ruff, then the import rules between the subpackages ([tool.importlinter] in pyproject.toml).
 lint: install

@@ -251,9 +251,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {run.get('errorType')}: {run.get('errorMessage')}")
     print(f"  {settings.control_plane_url}/runs/{run_id}  (sign in with AISCI_UI_TOKEN "
           "from .env)")
-    metrics = (run.get("metrics") or {}).get("Stage_1") or {}
-    for name, value in metrics.items():
-        print(f"  metric {name} = {value:.4f}")
+    for step, record in (run.get("steps") or {}).items():
+        print(f"  step {step:<8} {record.get('status', '?'):<9} "
+              f"{record.get('duration_s') or 0:6.1f}s")
+    for stage, metrics in (run.get("metrics") or {}).items():
+        for name, value in metrics.items():
+            print(f"  metric {stage}.{name} = {value:.4f}")
     for key in artifacts:
         print(f"  artifact {key}")
     print(f"demo wall time {time.monotonic() - started:.1f}s "
