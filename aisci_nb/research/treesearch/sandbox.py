@@ -132,6 +132,22 @@ def sandbox_env(workdir: Path, limits: Limits, gpu: str | None,
     return env
 
 
+def _tmp_rebinds(python: str) -> list[str]:
+    """The sandbox's /tmp is an empty tmpfs; what the node needs from the real /tmp (an
+    interpreter, its packages, this runner — a checkout or venv that lives there, as in CI)
+    is bound back read-only."""
+    wanted = {Path(python).parent, Path(sys.prefix), Path(sys.base_prefix), RUNNER.parent,
+              *(Path(p) for p in sys.path if p)}
+    found = sorted({p.resolve() for p in wanted if p.exists()})
+    tmp = Path("/tmp").resolve()
+    binds: list[Path] = []
+    for path in found:
+        if path.is_relative_to(tmp) and path != tmp and not any(
+                path.is_relative_to(b) for b in binds):
+            binds.append(path)
+    return [arg for b in binds for arg in ("--ro-bind", str(b), str(b))]
+
+
 def command(workdir: Path, limits_json: str, gpu: str | None,
             python: str = sys.executable) -> list[str]:
     inner = [python, "-I", str(RUNNER), limits_json, CODE_FILE, EXC_FILE]
@@ -140,8 +156,8 @@ def command(workdir: Path, limits_json: str, gpu: str | None,
         dev = ["--dev-bind", "/dev", "/dev"] if gpu is not None else ["--dev", "/dev"]
         return [shutil.which("bwrap") or "bwrap", "--unshare-net", "--unshare-pid",
                 "--unshare-ipc", "--die-with-parent", "--ro-bind", "/", "/", *dev,
-                "--proc", "/proc", "--tmpfs", "/tmp", "--bind", str(workdir), str(workdir),
-                "--chdir", str(workdir), "--", *inner]
+                "--proc", "/proc", "--tmpfs", "/tmp", *_tmp_rebinds(python),
+                "--bind", str(workdir), str(workdir), "--chdir", str(workdir), "--", *inner]
     if kind is Isolation.UNSHARE:
         return [shutil.which("unshare") or "unshare", *flags, "--", *inner]
     return inner
