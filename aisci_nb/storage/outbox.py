@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +46,9 @@ def stage(outbox: Path, key: str, path: Path, content_type: str | None, kind: st
     files, pending = outbox / "files", outbox / "pending"
     files.mkdir(parents=True, exist_ok=True)
     pending.mkdir(parents=True, exist_ok=True)
-    name = uuid.uuid4().hex
+    # Named in staging order: the worker uploads in name order, so a key staged twice (a
+    # journal re-registered as the search goes) ends as its last version.
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex}"
     shutil.copyfile(path, files / name)
     size, sha = file_digest(files / name)
     ctype = content_type or guess_type(path)
