@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -45,47 +45,35 @@ def _filter(status: str | None, hypothesis: str | None, pod: str | None, since: 
 def _params(status: Annotated[str | None, Query(max_length=40)] = None,
             hypothesis: Annotated[str | None, Query(max_length=100)] = None,
             pod: Annotated[str | None, Query(max_length=200)] = None,
-            since: Annotated[str | None, Query(max_length=40)] = None,
-            until: Annotated[str | None, Query(max_length=40)] = None,
-            q: Annotated[str | None, Query(max_length=200)] = None,
+            since: Annotated[str | None, Query(max_length=40, description="YYYY-MM-DD")
+                             ] = None,
+            until: Annotated[str | None, Query(max_length=40, description="YYYY-MM-DD")
+                             ] = None,
+            q: Annotated[str | None, Query(max_length=200,
+                                           description="in the hypothesis title")] = None,
             hidden: bool = False, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
             size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE) -> RunFilter:
+    """The runs list's filters, shared by the page and its JSON twin."""
     return _filter(status, hypothesis, pod, since, until, q, hidden, page, size)
+
+
+RunFilterDep = Annotated[RunFilter, Depends(_params)]
+LINK_ARGS = ("status", "hypothesis", "pod", "since", "until", "q")
 
 
 @router.get("/runs", response_class=HTMLResponse, include_in_schema=False)
 async def runs_page(request: Request, state: StateDep, user: UserDep,
-                    status: Annotated[str | None, Query(max_length=40)] = None,
-                    hypothesis: Annotated[str | None, Query(max_length=100)] = None,
-                    pod: Annotated[str | None, Query(max_length=200)] = None,
-                    since: Annotated[str | None, Query(max_length=40)] = None,
-                    until: Annotated[str | None, Query(max_length=40)] = None,
-                    q: Annotated[str | None, Query(max_length=200)] = None,
-                    hidden: bool = False, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                    ) -> HTMLResponse:
-    f = _params(status, hypothesis, pod, since, until, q, hidden, page)
+                    f: RunFilterDep) -> HTMLResponse:
     data = await run_in_threadpool(list_runs, state.db, f)
-    args = {k: v for k, v in dict(status=status, hypothesis=hypothesis, pod=pod, since=since,
-                                  until=until, q=q).items() if v}
-    if hidden:
+    args = {k: v for k in LINK_ARGS if (v := request.query_params.get(k))}
+    if f.hidden:
         args["hidden"] = "true"
     return templates.TemplateResponse(request, "runs.html", {**data, "f": f, "args": args})
 
 
 @router.get("/api/runs", tags=["runs"])
-async def runs_api(state: StateDep, user: UserDep,
-                   status: Annotated[str | None, Query(max_length=40)] = None,
-                   hypothesis: Annotated[str | None, Query(max_length=100)] = None,
-                   pod: Annotated[str | None, Query(max_length=200)] = None,
-                   since: Annotated[str | None, Query(max_length=40, description="YYYY-MM-DD")
-                                    ] = None,
-                   until: Annotated[str | None, Query(max_length=40)] = None,
-                   q: Annotated[str | None, Query(max_length=200,
-                                                  description="in the hypothesis title")] = None,
-                   hidden: bool = False, page: Annotated[int, Query(ge=1, le=100_000)] = 1,
-                   size: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE) -> JSONResponse:
+async def runs_api(state: StateDep, user: UserDep, f: RunFilterDep) -> JSONResponse:
     """One page of runs, newest first: `runs`, `total`, `page`, `pages`."""
-    f = _params(status, hypothesis, pod, since, until, q, hidden, page, size)
     return as_json(await run_in_threadpool(list_runs, state.db, f))
 
 
