@@ -383,7 +383,7 @@ def test_a_128mb_body_with_a_bogus_signature_leaves_memory_flat(stack: Stack) ->
         before = _rss_peak_kb(launched.pid)
         stamp = str(int(time.time()))
         bogus = {"content-type": "application/x-ndjson", "x-aisci-timestamp": stamp,
-                 "x-aisci-signature": "sha256=" + "0" * 64}
+                 "x-aisci-signature": "v2=" + "0" * 64}
         chunk = b"x" * (1024 * 1024)
 
         def streamed():  # no Content-Length: chunked, counted as it arrives
