@@ -12,6 +12,7 @@
     ├── StepStopped       a stop was requested between cells (control flow of the runtime)
     ├── IdeationError     an ideation request cannot be served
     ├── ServiceError      a local service could not be started or found
+    ├── RunStateRefused   a rerun or a verdict on a run in the wrong state (or unknown)
     ├── DebugError        `aisci debug` cannot prepare the workspace
     └── LLMError          the LLM layer (research/llm/errors.py): LLMAuthError, LLMBadRequest,
                           LLMUnavailable, LLMTimeout, LLMConfigError, BudgetExceeded,
@@ -87,6 +88,14 @@ class IdeationError(AisciError, ValueError):
 
 class ServiceError(AisciError, RuntimeError):
     """A service could not be started or found; the message is one line for the user."""
+
+
+class RunStateRefused(AisciError, ValueError):
+    """A person's action on a run in the wrong state (unknown run: `status` None)."""
+
+    def __init__(self, message: str, status: str | None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DebugError(AisciError, RuntimeError):

@@ -16,6 +16,7 @@ from ..contract.envelope import make_event
 from ..contract.lifecycle import RERUNNABLE, RunStatus, rerun_filter
 from ..control_plane.eventlog import insert_events
 from ..db import utcnow
+from ..errors import RunStateRefused
 from .claims import _next_seq
 
 CLEARED = ("completedAt", "failedAt", "canceledAt", "validatedAt", "errorType", "errorMessage",
@@ -23,10 +24,8 @@ CLEARED = ("completedAt", "failedAt", "canceledAt", "validatedAt", "errorType", 
            "cancelRequested")
 
 
-class RerunRefused(ValueError):
-    def __init__(self, message: str, status: str | None) -> None:
-        super().__init__(message)
-        self.status = status
+class RerunRefused(RunStateRefused):
+    """The run is unknown, not finished, or an earlier step did not complete."""
 
 
 @dataclass(frozen=True)

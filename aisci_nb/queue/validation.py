@@ -14,18 +14,15 @@ from ..contract.envelope import make_event
 from ..contract.lifecycle import HUMAN_VERDICT, RunStatus, human_verdict_filter
 from ..control_plane.eventlog import insert_events
 from ..db import new_id, utcnow
+from ..errors import RunStateRefused
 from .claims import _next_seq
 
 Verdict = Literal["pass", "fail"]
 HUMAN_REJECTED = "HUMAN_REJECTED"
 
 
-class ValidationRefused(ValueError):
+class ValidationRefused(RunStateRefused):
     """The run is unknown or does not await a person; `status` says where it is."""
-
-    def __init__(self, message: str, status: str | None) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
