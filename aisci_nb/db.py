@@ -35,8 +35,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("status", ASCENDING), ("visibleAt", ASCENDING)]),
         IndexModel([("hypothesisId", ASCENDING)]),
     ],
-    # Event ids are unique per source: `_id` is the event id; the ingest tells a replay
-    # (same source) from a clash (another source) when the insert hits it.
+    # An event's identity is (source, id): `_id` is `{"source", "id"}`, so a replay is a
+    # duplicate key on the one index every collection has (`eventlog.py`).
     "events": [IndexModel([("runId", ASCENDING), ("seq", ASCENDING)]),
                IndexModel([("runId", ASCENDING), ("type", ASCENDING), ("seq", ASCENDING)]),
                # Live pages' polling fallback and the events-per-second chart.

@@ -12,9 +12,8 @@ names, artifact keys, and every field of an event that changes a run's status.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ValidationError, create_model
 
@@ -31,10 +30,15 @@ METRIC_FIELDS = frozenset({"metric", "best_metric", "value"})
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-@dataclass(frozen=True)
-class Read:
+class Read(NamedTuple):  # a tuple: built once per event on the ingest's hot path
     data: dict[str, Any]  # what validates: the projection reads this
     warnings: tuple[tuple[str, str], ...] = ()  # (field, reason) of each field not used
+
+
+# type -> the data model's strict validator, and the types whose model has no `stage`.
+_STRICT = {t: spec.data.__pydantic_validator__ for t, spec in CATALOG.items()}
+_UNDECLARED_STAGE = frozenset(t for t, spec in CATALOG.items()
+                              if "stage" not in spec.data.model_fields)
 
 
 def metric_number(text: str) -> float | None:
@@ -68,18 +72,22 @@ def read_data(event_type: str, sent: object) -> Read:
 
     Raises ValueError for an unknown type, a non-object, or a strict field that fails.
     """
-    spec = CATALOG.get(event_type)
-    if spec is None:
+    strict = _STRICT.get(event_type)
+    if strict is None:
         raise UnknownEventType(f"unknown event type {event_type!r}")
     if not isinstance(sent, dict):
         raise ValueError("data must be a JSON object")
     try:  # the common case, cheaply: exactly typed data is used as sent, less its nulls
-        spec.data.__pydantic_validator__.validate_python(sent, strict=True)
-        data = {k: v for k, v in sent.items() if v is not None} if None in sent.values() \
-            else sent
-        return _checked_extras(event_type, data, [])
+        strict.validate_python(sent, strict=True)
     except ValidationError:
         pass
+    else:
+        data = {k: v for k, v in sent.items() if v is not None} if None in sent.values() \
+            else sent
+        if "stage" not in data or event_type not in _UNDECLARED_STAGE:
+            return Read(data)
+        return _checked_extras(event_type, data, [])
+    spec = CATALOG[event_type]
     try:
         model = spec.data.model_validate(sent)
         return _checked_extras(event_type, model.model_dump(by_alias=True, exclude_none=True),
@@ -123,15 +131,10 @@ def read_data(event_type: str, sent: object) -> Read:
                            model.model_dump(by_alias=True, exclude_none=True), warnings)
 
 
-@cache
-def _declares_stage(event_type: str) -> bool:
-    return "stage" in CATALOG[event_type].data.model_fields
-
-
 def _checked_extras(event_type: str, data: dict[str, Any],
                     warnings: list[tuple[str, str]]) -> Read:
     """A `stage` the type does not declare is still read by the projection: drop a bad one."""
-    if "stage" not in data or _declares_stage(event_type):
+    if "stage" not in data or event_type not in _UNDECLARED_STAGE:
         return Read(data, tuple(warnings))
     stage = data.get("stage")
     if stage is not None and not (isinstance(stage, str) and StageNameRe.match(stage)):
