@@ -231,7 +231,15 @@ def plain_json(raw: bytes, searched: bool = False) -> bool:
     left to BSON, which refuses it when the batch is encoded (`eventlog.insert_events`).
     `searched`: the text this one is part of (a batch body) has no `"$` and no `\\u0`."""
     return (raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH
-            and (searched or (b'"$' not in raw and b"\\u0" not in raw)))
+            and (searched or not has_key_hazard(raw)))
+
+
+def has_key_hazard(text: bytes) -> bool:
+    """Whether a JSON text may hold a `$`-key or an escaped NUL or `$` (`\\u0...`).
+
+    A single-byte search (memchr) comes first: `$` and backslashes are rare in events,
+    while a two-byte search for `"$` stumbles on every quote."""
+    return (b"$" in text and b'"$' in text) or (b"\\" in text and b"\\u0" in text)
 
 
 def parse_event(obj: Any, raw: bytes | None = None, *, searched: bool = False) -> Event:

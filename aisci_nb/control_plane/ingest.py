@@ -22,7 +22,7 @@ from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 from starlette.concurrency import run_in_threadpool
 
 from ..contract import cesdk
-from ..contract.envelope import Event, InvalidEvent, parse_event
+from ..contract.envelope import Event, InvalidEvent, has_key_hazard, parse_event
 from .bodylimit import MAX_BODY_BYTES, MAX_EVENT_BYTES
 from .deps import IngestPrincipal, State, StateDep, require_ingest_auth
 from .eventlog import InsertOutcome, insert_events, mark_projection_error
@@ -166,7 +166,7 @@ def split_batch(media: str, body: bytes) -> list[tuple[int, Event | InvalidEvent
     if media not in NDJSON:
         raise HTTPException(415, f"use application/x-ndjson or {BATCH}")
     # One search of the whole body instead of one per line (see `plain_json`).
-    searched = b'"$' not in body and b"\\u0" not in body
+    searched = not has_key_hazard(body)
     for number, raw in enumerate(body.split(b"\n"), start=1):
         if not raw.strip():
             continue

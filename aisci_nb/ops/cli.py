@@ -42,12 +42,11 @@ def cmd_services(args: argparse.Namespace) -> int:
 def cmd_control_plane(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..control_plane.app import create_app
+    from ..control_plane.app import app_from_env
 
     workers = args.workers or os.cpu_count() or 1
     if workers == 1:
-        uvicorn.run(create_app(load_settings()), host=args.host, port=args.port,
-                    log_level="info")
+        uvicorn.run(app_from_env(), host=args.host, port=args.port, log_level="info")
     else:  # each process builds its own app (and MongoDB client) from the environment
         uvicorn.run("aisci_nb.control_plane.app:app_from_env", factory=True, host=args.host,
                     port=args.port, workers=workers, log_level="info")
