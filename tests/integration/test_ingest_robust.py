@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -532,6 +533,36 @@ def test_two_control_plane_processes_project_one_run_identically(stack: Stack) -
                 assert got[part] == expected[part], f"seed {seed}: {part}"
     finally:
         stop_pid(second.pid)
+
+
+def test_workers_run_several_server_processes_on_one_port(stack: Stack) -> None:
+    """`aisci control-plane --workers 2`: two processes (each its own app, built by the
+    factory) answer on one port, and batches sent over many connections all land."""
+    server = launch_control_plane(free_port(), stack.env, stack.tmp / "cp-workers.log",
+                                  workers=2)
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        children = psutil.Process(server.pid).children(recursive=True)
+        servers = [c for c in children if "multiprocessing" in " ".join(c.cmdline())
+                   and "resource_tracker" not in " ".join(c.cmdline())]
+        assert len(servers) == 2, [c.cmdline() for c in children]
+        run_id = submit_hypothesis(stack.db, title="workers", idea=example_idea()).run_id
+        lines = [_log(run_id, seq=n) for n in range(1, 61)]
+
+        def send(k: int) -> int:
+            body = "\n".join(json.dumps(e) for e in lines[k::6]).encode()
+            with httpx.Client(timeout=30) as client:  # a connection of its own
+                resp = client.post(f"{url}/api/ingest/events", content=body, headers=NDJSON)
+            assert resp.status_code == 202, resp.text
+            return resp.json()["accepted"]
+
+        with ThreadPoolExecutor(6) as pool:
+            assert sum(pool.map(send, range(6))) == 60
+        assert stack.db.events.count_documents({"runId": run_id, "type": "ai.run.log"}) == 60
+        assert stack.db.runs.find_one({"_id": run_id})["lastEventSeq"] == 60
+    finally:
+        stop_pid(server.pid)
+    assert not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in servers)
 
 
 def test_an_integer_beyond_64_bits_is_refused_by_line(stack: Stack) -> None:
