@@ -313,6 +313,11 @@ def _watch_the_run(stack: Stack, browser, base: str, run_id: str) -> None:
          "RUNNING on the page", timeout=120)
     wait(browser, lambda d: _progress(d) > 0, "the first progress")
     first = _progress(browser)
+    # The worker's cells-done reports may already have reached their ceiling (3 of 5 cells:
+    # 60%) and progress only grows, while the tick loop's own count starts again from 0: the
+    # next move is what the pod's search reports next.
+    post_events(stack, run_id, ("ai.run.stage_progress", {
+        "stage": "Stage_1", "progress": min(1.0, first / 100 + 0.2)}), seq=9_000)
     wait(browser, lambda d: _progress(d) > first, "the progress to advance")
     assert not_reloaded(browser)
 
