@@ -23,7 +23,6 @@ MAX_DEPTH = 32
 INT64 = 2**63 - 1
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
 _REQUIRED = ("specversion", "id", "source", "type")
-_IDENTITY = ("id", "source", "type")
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 MAX_ATTRIBUTE = 1024  # characters of an id, source, type or subject
 
@@ -211,9 +210,12 @@ def check_required(obj: Any) -> None:
     """The required context attributes, worded for the sender (before the SDK's checks)."""
     if not isinstance(obj, dict):
         raise InvalidEvent("an event must be a JSON object")
-    if obj.get("specversion") == "1.0" and all(
-            type(v := obj.get(n)) is str and 0 < len(v) <= MAX_ATTRIBUTE for n in _IDENTITY):
-        return  # the common case in one pass; the loop below words what is wrong
+    get = obj.get
+    event_id, source, event_type = get("id"), get("source"), get("type")
+    if (get("specversion") == "1.0" and type(event_id) is str and type(source) is str
+            and type(event_type) is str and 0 < len(event_id) <= MAX_ATTRIBUTE
+            and 0 < len(source) <= MAX_ATTRIBUTE and 0 < len(event_type) <= MAX_ATTRIBUTE):
+        return  # the common case in one expression; the loop below words what is wrong
     for name in _REQUIRED:
         value = obj.get(name)
         if not isinstance(value, str) or not value or len(value) > MAX_ATTRIBUTE:
@@ -249,14 +251,9 @@ def parse_event(obj: Any, raw: bytes | None = None, *, searched: bool = False) -
     common case (a well-formed event as our emitter writes it) takes the straight path: this
     runs once per event of every batch, so each check is as cheap as Python allows.
     """
-    if not isinstance(obj, dict):
-        raise InvalidEvent("an event must be a JSON object")
+    check_required(obj)
     get = obj.get
-    event_id, source, event_type = get("id"), get("source"), get("type")
-    if not (get("specversion") == "1.0" and type(event_id) is str and type(source) is str
-            and type(event_type) is str and 0 < len(event_id) <= MAX_ATTRIBUTE
-            and 0 < len(source) <= MAX_ATTRIBUTE and 0 < len(event_type) <= MAX_ATTRIBUTE):
-        check_required(obj)  # words what is wrong
+    event_type = obj["type"]
     ctype = get("datacontenttype")
     if ctype is not None and ctype != "application/json" \
             and not str(ctype).startswith("application/json"):
@@ -278,12 +275,7 @@ def parse_event(obj: Any, raw: bytes | None = None, *, searched: bool = False) -
     if traceparent is not None and not (isinstance(traceparent, str)
                                         and _TRACEPARENT.match(traceparent)):
         raise InvalidEvent("traceparent: not a W3C trace context header")
-    seq = get("sequence")
-    if not (type(seq) is int and 0 <= seq <= INT64):  # the common case, without a call
-        seq = _parse_seq(obj)
-    epoch = get("leaseepoch")
-    if epoch is not None:
-        epoch = _parse_epoch(obj)
     warnings = read.warnings
-    return Event(event_id, source, event_type, subject, _parse_time(get("time")), data, seq,
-                 traceparent, epoch, warnings, sent if warnings else None)
+    return Event(obj["id"], obj["source"], event_type, subject, _parse_time(get("time")),
+                 data, _parse_seq(obj), traceparent, _parse_epoch(obj), warnings,
+                 sent if warnings else None)

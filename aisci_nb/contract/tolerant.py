@@ -84,8 +84,6 @@ def read_data(event_type: str, sent: object) -> Read:
     else:
         data = {k: v for k, v in sent.items() if v is not None} if None in sent.values() \
             else sent
-        if "stage" not in data or event_type not in _UNDECLARED_STAGE:
-            return Read(data)
         return _checked_extras(event_type, data, [])
     spec = CATALOG[event_type]
     try:
